@@ -1,0 +1,277 @@
+"""Worker-side job tracking: lifecycle events and statistics without extra server work.
+
+Job state is observed where it happens instead of through extra activities, timers or
+search-attribute updates, which would each cost the Temporal server time on every job:
+
+* the activity interceptor sees each attempt start, fail and get scheduled for retry;
+* the workflow interceptor sees the job finish. Like the SDK's tracing interceptor it
+  acts only when the workflow is not replaying, and it only hands the event to a
+  thread-safe queue; a task outside the sandbox writes it to Redis and the log. Nothing
+  flows back into the workflow, so determinism is untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from temporalio import activity, workflow
+from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    ExecuteWorkflowInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
+
+from client.tracking import JobState, JobTracker, Transition, now_ms
+from core.failures import failure_reason
+from core.logging import get_logger
+
+log = get_logger("jobs.lifecycle")
+
+_current: contextvars.ContextVar[JobTracker | None] = contextvars.ContextVar(
+    "job_tracker", default=None
+)
+
+
+def next_retry_delay(exc: BaseException, info: activity.Info) -> timedelta | None:
+    """When Temporal will run this activity again after ``exc``, or None if it will not."""
+    if isinstance(exc, asyncio.CancelledError):
+        # Shutdown of this worker hands the attempt to another one; a cancel ends the job.
+        return timedelta(0) if activity.is_worker_shutdown() else None
+    policy = info.retry_policy
+    if isinstance(exc, ApplicationError):
+        if exc.non_retryable:
+            return None
+        error_type = exc.type or type(exc).__name__
+    else:
+        error_type = type(exc).__name__
+    if policy is None:
+        return timedelta(seconds=1)
+    if error_type in (policy.non_retryable_error_types or ()):
+        return None
+    if policy.maximum_attempts and info.attempt >= policy.maximum_attempts:
+        return None
+    if isinstance(exc, ApplicationError) and exc.next_retry_delay is not None:
+        return exc.next_retry_delay
+    delay = policy.initial_interval * (policy.backoff_coefficient ** (info.attempt - 1))
+    cap = policy.maximum_interval or policy.initial_interval * 100
+    return min(delay, cap)
+
+
+async def report_progress(percent: int) -> None:
+    """Record a running activity's job progress (0..100) and append a progress event."""
+    if not 0 <= percent <= 100:
+        raise ValueError(f"progress must be within 0..100, got {percent}")
+    tracker = _current.get()
+    info = activity.info()
+    if tracker is None or info.workflow_id is None:
+        return
+    log.info("job.progress", job_id=info.workflow_id, queue=info.task_queue, progress=percent)
+    await tracker.apply(
+        Transition(
+            job_id=info.workflow_id,
+            queue=info.task_queue,
+            state=None,
+            event="progress",
+            fields={"progress": percent},
+        )
+    )
+
+
+class _ActivityTracking(ActivityInboundInterceptor):
+    def __init__(
+        self,
+        nxt: ActivityInboundInterceptor,
+        tracker: JobTracker,
+        running: dict[str, tuple[str, int]],
+    ) -> None:
+        super().__init__(nxt)
+        self._tracker = tracker
+        self._running = running
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        job_id, queue = info.workflow_id, info.task_queue
+        if job_id is None:
+            return await super().execute_activity(input)
+        log.info(
+            "job.started",
+            job_id=job_id,
+            queue=queue,
+            attempt=info.attempt,
+            activity=info.activity_type,
+        )
+        await self._tracker.apply(
+            Transition(
+                job_id=job_id,
+                queue=queue,
+                state=JobState.ACTIVE,
+                event="started",
+                fields={"attempts": info.attempt, "started_at": now_ms()},
+            )
+        )
+        token = _current.set(self._tracker)
+        self._running[job_id] = (queue, info.attempt)
+        try:
+            return await super().execute_activity(input)
+        except BaseException as exc:
+            delay = next_retry_delay(exc, info)
+            if delay is not None:
+                reason = failure_reason(exc)
+                log.warning(
+                    "job.retrying",
+                    job_id=job_id,
+                    queue=queue,
+                    attempt=info.attempt,
+                    retry_in_s=delay.total_seconds(),
+                    reason=reason,
+                )
+                await self._tracker.apply(
+                    Transition(
+                        job_id=job_id,
+                        queue=queue,
+                        state=JobState.DELAYED,
+                        event="retrying",
+                        fields={"attempts": info.attempt, "last_error": reason},
+                        due_ms=now_ms() + int(delay.total_seconds() * 1000),
+                    )
+                )
+            raise
+        finally:
+            self._running.pop(job_id, None)
+            _current.reset(token)
+
+
+def _workflow_now_ms() -> int:
+    return int(workflow.now().timestamp() * 1000)
+
+
+class _WorkflowTracking(WorkflowInboundInterceptor):
+    outbox: ClassVar[_Outbox]
+
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        try:
+            result = await super().execute_workflow(input)
+        except workflow.ContinueAsNewError:
+            raise
+        except (FailureError, asyncio.CancelledError) as exc:
+            # Other exceptions fail only the workflow task, which Temporal retries.
+            if not workflow.unsafe.is_replaying():
+                info = workflow.info()
+                self.outbox.put(
+                    Transition(
+                        job_id=info.workflow_id,
+                        queue=info.task_queue,
+                        state=JobState.FAILED,
+                        event="failed",
+                        fields={
+                            "failed_reason": failure_reason(exc),
+                            "finished_at": _workflow_now_ms(),
+                        },
+                    )
+                )
+            raise
+        if not workflow.unsafe.is_replaying():
+            info = workflow.info()
+            self.outbox.put(
+                Transition(
+                    job_id=info.workflow_id,
+                    queue=info.task_queue,
+                    state=JobState.COMPLETED,
+                    event="completed",
+                    fields={"progress": 100, "finished_at": _workflow_now_ms()},
+                )
+            )
+        return result
+
+
+@dataclass
+class _Outbox:
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Transition]
+
+    def put(self, transition: Transition) -> None:
+        # Called from workflow activation threads.
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, transition)
+
+
+class JobTrackingInterceptor(Interceptor):
+    """Worker interceptor that keeps Redis job records and the lifecycle log current."""
+
+    def __init__(self, tracker: JobTracker) -> None:
+        self.tracker = tracker
+        # Jobs whose activity runs in this process right now: job id -> (queue, attempt).
+        self.running: dict[str, tuple[str, int]] = {}
+        self._outbox: _Outbox | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._outbox = _Outbox(asyncio.get_running_loop(), asyncio.Queue())
+        self._drain = asyncio.create_task(self._drain_outbox(), name="job-tracking-outbox")
+
+    async def stop(self) -> None:
+        """Flush what the workflows reported, then stop the writer."""
+        if self._outbox is None or self._drain is None:
+            return
+        await self._outbox.queue.join()
+        self._drain.cancel()
+        try:
+            await self._drain
+        except asyncio.CancelledError:
+            pass
+
+    async def _drain_outbox(self) -> None:
+        assert self._outbox is not None
+        queue = self._outbox.queue
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < 200:
+                batch.append(queue.get_nowait())
+            for t in batch:
+                if t.state is JobState.FAILED:
+                    log.warning(
+                        "job.failed",
+                        job_id=t.job_id,
+                        queue=t.queue,
+                        reason=t.fields.get("failed_reason"),
+                    )
+                else:
+                    log.info("job.completed", job_id=t.job_id, queue=t.queue)
+            try:
+                await self.tracker.apply(*batch)
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ActivityTracking(next, self.tracker, self.running)
+
+    async def reassert_running(self) -> None:
+        """Record this process's running jobs as active again (after Redis lost them)."""
+        await self.tracker.apply(
+            *(
+                Transition(
+                    job_id=job_id,
+                    queue=queue,
+                    state=JobState.ACTIVE,
+                    fields={"attempts": attempt},
+                )
+                for job_id, (queue, attempt) in list(self.running.items())
+            )
+        )
+
+    def workflow_interceptor_class(
+        self,
+        input: WorkflowInterceptorClassInput,  # noqa: ARG002 (the SDK hook signature)
+    ) -> type[WorkflowInboundInterceptor]:
+        if self._outbox is None:
+            raise RuntimeError("JobTrackingInterceptor.start() must run before the worker")
+        outbox = self._outbox
+        return type("BoundWorkflowTracking", (_WorkflowTracking,), {"outbox": outbox})

@@ -1,0 +1,53 @@
+"""The job API producers import: ``from client import add_job, get_queue_stats``."""
+
+from client.api import (
+    add_email_draft_job,
+    add_email_sync_job,
+    add_job,
+    add_lead_enrichment_job,
+    add_voice_call_job,
+    add_webhook_delivery_job,
+    add_workflow_execution_job,
+    cancel_job,
+    get_all_queue_stats,
+    get_job,
+    get_job_events,
+    get_queue,
+    get_queue_stats,
+    pause_queue,
+    remove_job,
+    resume_queue,
+    retry_job,
+    shutdown_queue_events,
+    shutdown_queues,
+    use_queue,
+)
+from client.queue import Job, JobInfo, JobQueue
+from client.tracking import JobState
+
+__all__ = [
+    "Job",
+    "JobInfo",
+    "JobQueue",
+    "JobState",
+    "add_email_draft_job",
+    "add_email_sync_job",
+    "add_job",
+    "add_lead_enrichment_job",
+    "add_voice_call_job",
+    "add_webhook_delivery_job",
+    "add_workflow_execution_job",
+    "cancel_job",
+    "get_all_queue_stats",
+    "get_job",
+    "get_job_events",
+    "get_queue",
+    "get_queue_stats",
+    "pause_queue",
+    "remove_job",
+    "resume_queue",
+    "retry_job",
+    "shutdown_queue_events",
+    "shutdown_queues",
+    "use_queue",
+]

@@ -1,0 +1,1 @@
+"""Shared definitions: configuration, queue catalog, job types and models, errors, logging."""

@@ -1,0 +1,129 @@
+"""Process configuration, read from the environment once at each entry point.
+
+Every variable is validated when the process starts; a bad value stops the start with
+an error that names the variable and the rule it broke.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote, urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = PROJECT_ROOT / "var"
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or invalid; the message names it."""
+
+
+class Settings(BaseSettings):
+    """All environment configuration of the jobs system."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    app_env: Literal["development", "test", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+
+    redis_url: str | None = None
+    redis_host: str = "127.0.0.1"
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    redis_username: str | None = None
+    redis_password: str | None = None
+    redis_tls: bool = False
+    # Every Redis key the system writes starts with this prefix (tests use their own).
+    redis_key_prefix: str = "bj:"
+
+    database_url: str = f"sqlite+aiosqlite:///{VAR_DIR / 'jobs.db'}"
+
+    # Key for the payload codec that encrypts job inputs and results in Temporal history.
+    payload_encryption_key: str | None = None
+
+    # How long a finished job's job_id keeps deduplicating new adds (NFR-022).
+    job_dedup_window_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+    # How long cancel_job waits for a running job to clean up before terminating it.
+    job_cancel_grace_seconds: float = Field(default=10.0, ge=0)
+    # How long a stopping worker lets running activities finish (PRD: under 60 s).
+    worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0, le=55)
+
+    webhook_allow_private_targets: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("must be host:port, for example localhost:7233")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if urlsplit(value).scheme not in ("redis", "rediss"):
+            raise ValueError("must start with redis:// or rediss://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_driver(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme in ("postgres", "postgresql", "postgresql+psycopg"):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        if scheme in ("sqlite", "sqlite+aiosqlite"):
+            return "sqlite+aiosqlite://" + value.split("://", 1)[1]
+        raise ValueError("must be a postgresql:// or sqlite:// URL")
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> Settings:
+        if self.app_env == "production" and not self.payload_encryption_key:
+            raise ValueError("PAYLOAD_ENCRYPTION_KEY is required when APP_ENV=production")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def effective_redis_url(self) -> str:
+        """REDIS_URL when given, otherwise a URL built from the REDIS_* parts."""
+        if self.redis_url:
+            return self.redis_url
+        scheme = "rediss" if self.redis_tls else "redis"
+        auth = ""
+        if self.redis_password:
+            user = quote(self.redis_username or "", safe="")
+            auth = f"{user}:{quote(self.redis_password, safe='')}@"
+        return f"{scheme}://{auth}{self.redis_host}:{self.redis_port}/0"
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate the configuration; raise ConfigError naming each bad variable."""
+    env = dict(os.environ if environ is None else environ)
+    known = {name.upper() for name in Settings.model_fields}
+    values = {key.lower(): val for key, val in env.items() if key.upper() in known}
+    try:
+        return Settings.model_validate(values) if environ is not None else Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]).upper() if err["loc"] else "configuration"
+            problems.append(f"{field}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

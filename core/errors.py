@@ -1,0 +1,82 @@
+"""Error vocabulary shared by the client, workflows and activities.
+
+Permanent failures travel through Temporal as ``ApplicationError(type=<name>, non_retryable=True)``;
+the names below are the ``type`` strings. Everything else is transient and retried with backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class JobError(Exception):
+    """Base class of errors raised to producers by the client library."""
+
+
+class InvalidJobData(JobError, ValueError):
+    """Job data or options failed validation; ``problems`` maps each bad field to its rule."""
+
+    def __init__(self, job_type: str, problems: dict[str, str]) -> None:
+        self.job_type = job_type
+        self.problems = problems
+        detail = "; ".join(f"{field}: {rule}" for field, rule in problems.items())
+        super().__init__(f"invalid data for job type {job_type!r}: {detail}")
+
+
+class UnknownQueue(JobError, ValueError):
+    def __init__(self, name: object, known: list[str]) -> None:
+        super().__init__(f"unknown queue {name!r}; known queues: {', '.join(known)}")
+
+
+class UnknownJobType(JobError, ValueError):
+    def __init__(self, name: object, known: list[str]) -> None:
+        super().__init__(f"unknown job type {name!r}; known job types: {', '.join(known)}")
+
+
+class WrongQueue(JobError, ValueError):
+    def __init__(self, job_type: str, queue: str, expected: str) -> None:
+        super().__init__(f"job type {job_type!r} runs on queue {expected!r}, not {queue!r}")
+
+
+class JobTypeNotAvailable(JobError):
+    """The job type is declared but no workflow implements it yet."""
+
+    def __init__(self, job_type: str) -> None:
+        super().__init__(f"job type {job_type!r} has no workflow implementation yet")
+
+
+class JobNotFound(JobError, LookupError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+
+
+class InvalidJobState(JobError):
+    """The operation does not apply to the job's current state (e.g. retrying a running job)."""
+
+
+# ApplicationError type names of permanent failures: never retried.
+INVALID_JOB_DATA = "InvalidJobData"
+AUTHENTICATION_FAILED = "AuthenticationFailed"
+RESOURCE_NOT_FOUND = "ResourceNotFound"
+INVALID_CONFIGURATION = "InvalidConfiguration"
+DELIVERY_REJECTED = "DeliveryRejected"
+TARGET_FORBIDDEN = "TargetForbidden"
+
+NON_RETRYABLE_ERROR_TYPES: tuple[str, ...] = (
+    INVALID_JOB_DATA,
+    AUTHENTICATION_FAILED,
+    RESOURCE_NOT_FOUND,
+    INVALID_CONFIGURATION,
+    DELIVERY_REJECTED,
+    TARGET_FORBIDDEN,
+)
+
+
+def describe_problems(errors: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Turn pydantic error dicts into ``{"field.path": "rule"}``."""
+    problems: dict[str, str] = {}
+    for err in errors:
+        loc = ".".join(str(part) for part in err.get("loc", ())) or "data"
+        problems[loc] = str(err.get("msg", "invalid"))
+    return problems

@@ -1,0 +1,225 @@
+"""Job types and the validated data model of each (PRD-036 appendix A).
+
+Fields are snake_case; the appendix's camelCase names are accepted as aliases, so
+``{"userId": ...}`` and ``{"user_id": ...}`` both validate.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+
+class JobType(StrEnum):
+    EMAIL_SYNC = "email_sync"
+    EMAIL_DRAFT = "email_draft"
+    VOICE_CALL = "voice_call"
+    SEO_AUDIT = "seo_audit"
+    KEYWORD_ANALYSIS = "keyword_analysis"
+    AD_ANALYSIS = "ad_analysis"
+    AD_AUTOMATION = "ad_automation"
+    LEAD_ENRICHMENT = "lead_enrichment"
+    WORKFLOW_EXECUTION = "workflow_execution"
+    MEMORY_CLEANUP = "memory_cleanup"
+    MEMORY_CONSOLIDATION = "memory_consolidation"
+    WEBHOOK_DELIVERY = "webhook_delivery"
+
+
+NonEmptyId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+E164Phone = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^\+[1-9]\d{6,14}$"),
+]
+
+
+class JobData(BaseModel):
+    """Base of every job's data: camelCase aliases, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class EmailSyncJobData(JobData):
+    user_id: NonEmptyId
+    account_id: NonEmptyId
+    email_provider: Literal["gmail", "outlook"]
+    sync_since: datetime | None = None
+
+    @field_validator("sync_since")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # A naive timestamp is taken as UTC so every worker reads it the same way.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class EmailDraftJobData(JobData):
+    user_id: NonEmptyId
+    thread_id: NonEmptyId
+    context: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+    tone: Literal["professional", "casual", "friendly"] = "professional"
+
+
+class VoiceCallJobData(JobData):
+    user_id: NonEmptyId
+    call_id: NonEmptyId
+    phone_number: Annotated[E164Phone, Field(description="E.164, e.g. +14155550123")]
+    assistant_id: NonEmptyId | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Lead(JobData):
+    id: NonEmptyId
+    email: EmailStr | None = None
+    phone: E164Phone | None = None
+    company: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] | None = None
+
+
+class LeadEnrichmentJobData(JobData):
+    user_id: NonEmptyId
+    leads: Annotated[list[Lead], Field(min_length=1)]
+    batch_size: Annotated[int, Field(ge=1, le=100)] = 5
+
+
+class WorkflowExecutionJobData(JobData):
+    user_id: NonEmptyId
+    workflow_id: NonEmptyId
+    trigger_id: NonEmptyId | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class SeoAuditJobData(JobData):
+    user_id: NonEmptyId
+    url: AnyHttpUrl
+    strategy: Literal["desktop", "mobile"] = "mobile"
+
+
+class KeywordAnalysisJobData(JobData):
+    user_id: NonEmptyId
+    keywords: Annotated[list[NonEmptyId], Field(min_length=1, max_length=1000)]
+    url: AnyHttpUrl | None = None
+
+
+class AdAnalysisJobData(JobData):
+    user_id: NonEmptyId
+    platform: Literal["google", "meta"]
+    account_id: NonEmptyId
+    date_range_days: Annotated[int, Field(ge=1, le=365)] = 30
+
+
+class AdAutomationJobData(JobData):
+    user_id: NonEmptyId
+    platform: Literal["google", "meta"]
+    account_id: NonEmptyId
+    action: NonEmptyId
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class MemoryCleanupOptions(JobData):
+    cleanup_expired: bool = True
+    cleanup_low_performance: bool = False
+    min_success_rate: Annotated[float, Field(ge=0, le=1)] = 0.3
+    min_usage_count: Annotated[int, Field(ge=0)] = 5
+
+
+class MemoryCleanupJobData(JobData):
+    type: Literal["memory_cleanup"] = "memory_cleanup"
+    options: MemoryCleanupOptions = Field(default_factory=MemoryCleanupOptions)
+
+
+class MemoryConsolidationOptions(JobData):
+    session_id: NonEmptyId | None = None
+    agent_id: NonEmptyId | None = None
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
+
+
+class MemoryConsolidationJobData(JobData):
+    type: Literal["memory_consolidation"] = "memory_consolidation"
+    options: MemoryConsolidationOptions = Field(default_factory=MemoryConsolidationOptions)
+
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+class WebhookDeliveryJobData(JobData):
+    """One outbound webhook, signed the Standard Webhooks way."""
+
+    user_id: NonEmptyId
+    url: AnyHttpUrl
+    event_type: Annotated[
+        str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
+    ]
+    payload: dict[str, Any]
+    # Kept out of repr so it never lands in a log line or a traceback.
+    secret: str = Field(repr=False)
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: str) -> str:
+        if not value.startswith(WEBHOOK_SECRET_PREFIX):
+            raise ValueError(f"must start with {WEBHOOK_SECRET_PREFIX!r}")
+        try:
+            key = base64.b64decode(value[len(WEBHOOK_SECRET_PREFIX) :], validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("must be whsec_ followed by base64") from None
+        if not 16 <= len(key) <= 64:
+            raise ValueError("key must decode to 16..64 bytes")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if value.username or value.password:
+            raise ValueError("must not carry credentials")
+        return value
+
+
+JOB_DATA_MODELS: dict[JobType, type[JobData]] = {
+    JobType.EMAIL_SYNC: EmailSyncJobData,
+    JobType.EMAIL_DRAFT: EmailDraftJobData,
+    JobType.VOICE_CALL: VoiceCallJobData,
+    JobType.SEO_AUDIT: SeoAuditJobData,
+    JobType.KEYWORD_ANALYSIS: KeywordAnalysisJobData,
+    JobType.AD_ANALYSIS: AdAnalysisJobData,
+    JobType.AD_AUTOMATION: AdAutomationJobData,
+    JobType.LEAD_ENRICHMENT: LeadEnrichmentJobData,
+    JobType.WORKFLOW_EXECUTION: WorkflowExecutionJobData,
+    JobType.MEMORY_CLEANUP: MemoryCleanupJobData,
+    JobType.MEMORY_CONSOLIDATION: MemoryConsolidationJobData,
+    JobType.WEBHOOK_DELIVERY: WebhookDeliveryJobData,
+}
+
+# Stable Temporal workflow type names: schedules, the queue adapter and the Web UI use them.
+WORKFLOW_NAMES: dict[JobType, str] = {
+    job_type: job_type.value.replace("_", "-") for job_type in JobType
+}
+
+
+def user_id_of(data: JobData) -> str | None:
+    """The owning user of a job, when its data names one (used for isolation and fairness)."""
+    value = getattr(data, "user_id", None)
+    return value if isinstance(value, str) else None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""Developer tooling: local Temporal dev server and helpers; not imported by workers."""

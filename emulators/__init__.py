@@ -1,0 +1,1 @@
+"""Loopback emulators of external systems, for tests and benchmarks."""

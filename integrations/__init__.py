@@ -1,0 +1,1 @@
+"""Clients of external systems (HTTP side only, no Temporal imports)."""

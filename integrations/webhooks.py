@@ -1,0 +1,306 @@
+"""Outbound webhooks, signed the Standard Webhooks way (providers.md section 8).
+
+The sender resolves the target host itself, refuses non-public addresses, and then connects to
+the very address it checked, so a DNS answer that changes between check and connect (DNS
+rebinding) cannot reach an internal service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Literal
+
+import httpx
+
+SECRET_PREFIX = "whsec_"
+SIGNATURE_VERSION = "v1"
+USER_AGENT = "BottleneckBots-Webhooks/1"
+DEFAULT_TOLERANCE_S = 300
+MAX_RETRY_AFTER_S = 3600.0
+MAX_ERROR_CHARS = 200
+# Enough to let a normal response finish (so the connection is reused) without buffering
+# an arbitrarily large body from a hostile receiver.
+MAX_BODY_READ = 64 * 1024
+
+OutcomeKind = Literal["delivered", "retry", "permanent"]
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret (the prefix is optional)."""
+    raw = secret.removeprefix(SECRET_PREFIX)
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("webhook secret must be whsec_ followed by base64") from None
+
+
+def _signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return hmac.new(key, signed, hashlib.sha256).digest()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``."""
+    digest = _signature(signing_key(secret), msg_id, timestamp, body)
+    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
+
+
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    tolerance_s: int = DEFAULT_TOLERANCE_S,
+    now: float | None = None,
+) -> bool:
+    """Check a received webhook: any listed ``v1`` signature matches and the timestamp is fresh."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    msg_id = lowered.get("webhook-id")
+    raw_timestamp = lowered.get("webhook-timestamp")
+    signatures = lowered.get("webhook-signature")
+    if not msg_id or not raw_timestamp or not signatures:
+        return False
+    try:
+        timestamp = int(raw_timestamp.strip())
+    except ValueError:
+        return False
+    current = time.time() if now is None else now
+    # Freshness bounds replay of a captured request, in both directions of clock skew.
+    if abs(current - timestamp) > tolerance_s:
+        return False
+    try:
+        expected = _signature(signing_key(secret), msg_id, timestamp, body)
+    except ValueError:
+        return False
+    matched = False
+    for entry in signatures.split():
+        version, _, encoded = entry.partition(",")
+        if version != SIGNATURE_VERSION:
+            continue
+        try:
+            candidate = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        # No early exit: every listed signature costs the same, whichever one matches.
+        matched |= hmac.compare_digest(candidate, expected)
+    return matched
+
+
+class TargetForbidden(Exception):
+    """The webhook target resolves to an address that is not on the public internet."""
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _is_forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address are judged by the address they carry.
+        if ip.ipv4_mapped is not None:
+            return _is_forbidden(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            return _is_forbidden(ip.sixtofour)
+        if ip in _NAT64:
+            return _is_forbidden(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.is_site_local:
+            return True
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global  # e.g. 100.64.0.0/10 carrier-grade NAT
+    )
+
+
+async def resolve_public_target(host: str, port: int, allow_private: bool) -> str:
+    """Resolve ``host`` and return the address to connect to.
+
+    Raises TargetForbidden if any resolved address is not public (unless ``allow_private``),
+    and ``OSError`` (``socket.gaierror``) if the name does not resolve.
+    """
+    name = host.strip("[]")
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise OSError(f"no address for {name!r}")
+    if not allow_private:
+        for address in addresses:
+            # Any bad answer refuses the whole name: a mix of public and private records is
+            # a rebinding trick, not a configuration to work around.
+            if _is_forbidden(ipaddress.ip_address(address)):
+                raise TargetForbidden("target address is not public")
+    return addresses[0]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What one delivery attempt came to; ``kind`` decides whether it is retried."""
+
+    kind: OutcomeKind
+    status_code: int | None
+    error: str | None
+    retry_after: float | None
+    duration_ms: float
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), capped at 1 hour."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(delta, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def _host_header(host: str, port: int, scheme: str) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    default = 443 if scheme == "https" else 80
+    return shown if port == default else f"{shown}:{port}"
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def _read_some(response: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= MAX_BODY_READ:
+            break
+    return b"".join(chunks)
+
+
+def _classify(response: httpx.Response, body: bytes, elapsed_ms: float) -> DeliveryOutcome:
+    status = response.status_code
+    snippet = _short(body.decode("utf-8", errors="replace"))
+    status_error = _short(f"HTTP {status}: {snippet}") if snippet else f"HTTP {status}"
+
+    def outcome(
+        kind: OutcomeKind, error: str | None, retry_after: float | None = None
+    ) -> DeliveryOutcome:
+        return DeliveryOutcome(kind, status, error, retry_after, elapsed_ms)
+
+    # Svix convention: the receiver can stop all further retries of this message.
+    if response.headers.get("webhook-delivery", "").strip().lower() == "abort-message":
+        return outcome(
+            "permanent", "receiver aborted the message (webhook-delivery: abort-message)"
+        )
+    if 200 <= status < 300:
+        return outcome("delivered", None)
+    if 300 <= status < 400:
+        return outcome("permanent", f"redirects are not followed (HTTP {status})")
+    if status in (408, 425, 429) or status >= 500:
+        return outcome(
+            "retry", status_error, parse_retry_after(response.headers.get("retry-after"))
+        )
+    return outcome("permanent", status_error)
+
+
+class WebhookSender:
+    """Delivers one signed webhook request and classifies the answer.
+
+    Args:
+        client: shared client, created by the owner with ``follow_redirects=False`` and a
+            10 s timeout; this class never closes it.
+        allow_private_targets: let targets resolve to private or loopback addresses
+            (local development and tests only).
+    """
+
+    def __init__(self, client: httpx.AsyncClient, allow_private_targets: bool) -> None:
+        self._client = client
+        self._allow_private = allow_private_targets
+
+    async def deliver(
+        self, *, url: str, msg_id: str, timestamp: int, body: bytes, secret: str
+    ) -> DeliveryOutcome:
+        started = time.perf_counter()
+
+        def elapsed() -> float:
+            return (time.perf_counter() - started) * 1000.0
+
+        def failed(kind: OutcomeKind, error: str) -> DeliveryOutcome:
+            return DeliveryOutcome(kind, None, _short(error), None, elapsed())
+
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL:
+            return failed("permanent", "invalid target url")
+        if target.scheme not in ("http", "https") or not target.host:
+            return failed("permanent", "target url must be http or https")
+        host = target.host
+        port = target.port or (443 if target.scheme == "https" else 80)
+
+        try:
+            address = await resolve_public_target(host, port, self._allow_private)
+        except TargetForbidden:
+            return failed("permanent", "target address is not public")
+        except OSError as exc:
+            # DNS failures are often temporary; the retry schedule bounds the cost if not.
+            return failed("retry", f"could not resolve target host: {exc.strerror or exc}")
+
+        headers = {
+            "host": _host_header(host, port, target.scheme),
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, msg_id, timestamp, body),
+        }
+        extensions: dict[str, str] = {}
+        if target.scheme == "https" and not _is_ip_literal(host):
+            # The socket goes to the pinned IP, but TLS must still name (and verify) the host.
+            extensions["sni_hostname"] = host
+        request = self._client.build_request(
+            "POST",
+            target.copy_with(host=address),
+            headers=headers,
+            content=body,
+            extensions=extensions,
+        )
+        try:
+            response = await self._client.send(request, stream=True, follow_redirects=False)
+            try:
+                received = await _read_some(response)
+            finally:
+                await response.aclose()
+        except httpx.TimeoutException as exc:
+            return failed("retry", f"timeout: {type(exc).__name__}")
+        except httpx.TransportError as exc:
+            detail = str(exc) or type(exc).__name__
+            return failed("retry", f"transport error: {type(exc).__name__}: {detail}")
+        return _classify(response, received, elapsed())

@@ -1,0 +1,293 @@
+"""The queue API against a real dev server, Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from client.queue import JobQueue
+from client.tracking import JobState
+from core.config import Settings
+from core.errors import (
+    InvalidJobData,
+    InvalidJobState,
+    JobNotFound,
+    JobTypeNotAvailable,
+    UnknownJobType,
+    UnknownQueue,
+    WrongQueue,
+)
+from core.queues import QueueName
+from db.session import create_engine, create_sessionmaker
+from db.webhooks import WebhookDeliveryStore
+from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver, new_secret
+from tests.support import eventually, fast_catalog, make_queue, running_workers
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    async with WebhookReceiver(secret=new_secret()) as server:
+        yield server
+
+
+def data(receiver: WebhookReceiver, path: str, user: str = "user-1", **payload: object):
+    return {
+        "user_id": user,
+        "url": receiver.url(path),
+        "event_type": "job.test",
+        "payload": dict(payload),
+        "secret": receiver.secret,
+    }
+
+
+def unique_path() -> str:
+    return f"/p-{uuid.uuid4().hex[:8]}"
+
+
+async def count_running(job_queue: JobQueue) -> int:
+    return (
+        await job_queue.client.count_workflows('TaskQueue="webhooks" AND ExecutionStatus="Running"')
+    ).count
+
+
+# -- validation: nothing starts --------------------------------------------------------
+
+
+async def test_bad_input_names_the_field_and_starts_nothing(job_queue: JobQueue):
+    before = await count_running(job_queue)
+    with pytest.raises(InvalidJobData) as bad:
+        await job_queue.add_job(
+            "webhooks",
+            "webhook_delivery",
+            {"userId": "", "url": "ftp://x", "eventType": "a", "payload": {}, "secret": "nope"},
+            priority=11,
+            delay=-5,
+        )
+    problems = bad.value.problems
+    assert {"userId", "url", "secret", "priority", "delay"} <= problems.keys()
+    assert "1 (runs first) to 10" in problems["priority"]
+    with pytest.raises(UnknownQueue, match="'mail'"):
+        await job_queue.add_job("mail", "webhook_delivery", {})
+    with pytest.raises(UnknownJobType, match="'send_fax'"):
+        await job_queue.add_job("webhooks", "send_fax", {})
+    with pytest.raises(WrongQueue, match="runs on queue 'webhooks'"):
+        await job_queue.add_job("email", "webhook_delivery", {})
+    with pytest.raises(JobTypeNotAvailable):
+        await job_queue.add_job(
+            "voice", "voice_call", {"userId": "u", "callId": "c", "phoneNumber": "+14155550123"}
+        )
+    assert await count_running(job_queue) == before
+
+
+async def test_camel_and_snake_case_both_accepted(
+    settings: Settings, job_queue: JobQueue, receiver: WebhookReceiver
+):
+    camel = {
+        "userId": "u-9",
+        "url": receiver.url("/c"),
+        "eventType": "x.y",
+        "payload": {},
+        "secret": receiver.secret,
+    }
+    async with running_workers(settings, [QueueName.WEBHOOKS]):
+        a = await job_queue.add_job("webhooks", "webhook_delivery", camel)
+        b = await job_queue.add_job("webhooks", "webhook_delivery", data(receiver, "/c"))
+        for job in (a, b):
+            info = await eventually(
+                functools.partial(job_queue.get_job, job.id),
+                lambda i: i.state is JobState.COMPLETED,
+            )
+            assert info.user_id in ("u-9", "user-1")
+
+
+# -- dedup, delay, priority ------------------------------------------------------------
+
+
+async def test_dedup_by_job_id_while_running_and_after_completion(
+    settings: Settings, job_queue: JobQueue, receiver: WebhookReceiver
+):
+    path = unique_path()
+    job_id = f"order-{uuid.uuid4().hex}"
+    async with running_workers(settings, [QueueName.WEBHOOKS]):
+        first = await job_queue.add_job(
+            "webhooks", "webhook_delivery", data(receiver, path), job_id=job_id
+        )
+        again = await job_queue.add_job(
+            "webhooks", "webhook_delivery", data(receiver, path), job_id=job_id
+        )
+        assert not first.deduplicated and again.deduplicated and again.id == first.id
+        await eventually(lambda: job_queue.get_job(job_id), lambda i: i.state is JobState.COMPLETED)
+        later = await job_queue.add_job(
+            "webhooks", "webhook_delivery", data(receiver, path), job_id=job_id
+        )
+        assert later.deduplicated
+        # Concurrent adds of a new id: exactly one starts.
+        racing = f"race-{uuid.uuid4().hex}"
+        jobs = await asyncio.gather(
+            *(
+                job_queue.add_job(
+                    "webhooks", "webhook_delivery", data(receiver, path), job_id=racing
+                )
+                for _ in range(8)
+            )
+        )
+        assert sum(not j.deduplicated for j in jobs) == 1
+        await eventually(lambda: job_queue.get_job(racing), lambda i: i.state is JobState.COMPLETED)
+    assert len(receiver.requests(path)) == 2
+
+
+async def test_delay(settings: Settings, job_queue: JobQueue, receiver: WebhookReceiver):
+    path = unique_path()
+    async with running_workers(settings, [QueueName.WEBHOOKS]):
+        job = await job_queue.add_job(
+            "webhooks", "webhook_delivery", data(receiver, path), delay=timedelta(seconds=2)
+        )
+        added = (await job_queue.get_job(job.id)).added_at
+        assert (await job_queue.get_job(job.id)).state is JobState.DELAYED
+        assert (await job_queue.get_queue_stats("webhooks"))["delayed"] >= 1
+        [request] = await receiver.wait_for_requests(path, 1, timeout=15)
+        await eventually(lambda: job_queue.get_job(job.id), lambda i: i.state is JobState.COMPLETED)
+    assert added is not None
+    assert (request.received_at - added).total_seconds() >= 1.9
+
+
+async def test_priority_order_of_paused_backlog(settings: Settings, receiver: WebhookReceiver):
+    # One activity slot, so the dispatch order is the delivery order.
+    catalog = fast_catalog(concurrency=1)
+    queue = await make_queue(settings, catalog)
+    path = unique_path()
+    try:
+        async with running_workers(settings, [QueueName.WEBHOOKS], catalog):
+            await queue.pause_queue("webhooks")
+            priorities = list(range(1, 11))
+            random.Random(7).shuffle(priorities)
+            jobs = []
+            for p in priorities:
+                jobs.append(
+                    await queue.add_job(
+                        "webhooks", "webhook_delivery", data(receiver, path, priority=p), priority=p
+                    )
+                )
+
+            # Every job's activity is in the paused backlog before we resume.
+            async def scheduled() -> int:
+                n = 0
+                for job in jobs:
+                    desc = await queue.client.get_workflow_handle(job.id).describe()
+                    n += len(desc.raw_description.pending_activities)
+                return n
+
+            await eventually(scheduled, lambda n: n == len(jobs))
+            assert receiver.requests(path) == []
+            stats = await queue.get_queue_stats("webhooks")
+            assert stats["paused"] is True and stats["waiting"] >= 10
+            await queue.resume_queue("webhooks")
+            received = await receiver.wait_for_requests(path, 10, timeout=30)
+        order = [__import__("json").loads(r.body)["data"]["priority"] for r in received]
+        assert order == sorted(order)
+    finally:
+        await queue.resume_queue("webhooks")
+        await queue.close()
+
+
+# -- operations ------------------------------------------------------------------------
+
+
+async def test_cancel_waiting_and_running_jobs(
+    settings: Settings, job_queue: JobQueue, receiver: WebhookReceiver
+):
+    slow = unique_path()
+    receiver.script(slow, [ScriptedResponse(delay_s=8)])
+    patient = settings.model_copy(update={"webhook_timeout_seconds": 10.0})
+    async with running_workers(patient, [QueueName.WEBHOOKS]):
+        delayed = await job_queue.add_job(
+            "webhooks", "webhook_delivery", data(receiver, unique_path()), delay=60_000
+        )
+        await job_queue.cancel_job(delayed.id)
+        info = await job_queue.get_job(delayed.id)
+        assert (info.state, info.failure_reason) == (JobState.FAILED, "cancelled")
+
+        running = await job_queue.add_job("webhooks", "webhook_delivery", data(receiver, slow))
+        await eventually(
+            lambda: job_queue.get_job(running.id), lambda i: i.state is JobState.ACTIVE
+        )
+        started = asyncio.get_running_loop().time()
+        await job_queue.cancel_job(running.id)
+        # The activity saw the cancel at its next heartbeat, well before the POST would end.
+        assert asyncio.get_running_loop().time() - started < 6
+        info = await job_queue.get_job(running.id)
+        assert (info.state, info.failure_reason) == (JobState.FAILED, "cancelled")
+        # ...and cleaned up: its attempt is on record as cancelled, not left open.
+        attempts = await WebhookDeliveryStore(
+            create_sessionmaker(create_engine(settings.database_url))
+        ).list_attempts(running.id)
+        assert [(a.outcome, a.error) for a in attempts] == [("failed", "cancelled")]
+        with pytest.raises(InvalidJobState):
+            await job_queue.cancel_job(running.id)
+    with pytest.raises(JobNotFound):
+        await job_queue.cancel_job("no-such-job")
+
+
+async def test_retry_failed_job_and_remove(
+    settings: Settings, job_queue: JobQueue, receiver: WebhookReceiver
+):
+    path = unique_path()
+    receiver.script(path, [ScriptedResponse(status=400)])
+    async with running_workers(settings, [QueueName.WEBHOOKS]):
+        job = await job_queue.add_job("webhooks", "webhook_delivery", data(receiver, path))
+        await eventually(lambda: job_queue.get_job(job.id), lambda i: i.state is JobState.FAILED)
+        with pytest.raises(JobNotFound):
+            await job_queue.retry_job(f"{job.id}-missing")
+        retried = await job_queue.retry_job(job.id)
+        assert retried.id == job.id
+        info = await eventually(
+            lambda: job_queue.get_job(job.id), lambda i: i.state is JobState.COMPLETED
+        )
+        assert info.result["status_code"] == 200
+        with pytest.raises(InvalidJobState):
+            await job_queue.retry_job(job.id)
+    assert len(receiver.requests(path)) == 2
+    await job_queue.remove_job(job.id)
+    with pytest.raises(JobNotFound):
+        await job_queue.get_job(job.id)
+
+
+async def test_stats_and_per_user_visibility(
+    settings: Settings, job_queue: JobQueue, receiver: WebhookReceiver
+):
+    async with running_workers(settings, [QueueName.WEBHOOKS]):
+        job = await job_queue.add_job(
+            "webhooks", "webhook_delivery", data(receiver, "/s", user="alice")
+        )
+        await eventually(lambda: job_queue.get_job(job.id), lambda i: i.state is JobState.COMPLETED)
+    assert (await job_queue.get_job(job.id, user_id="alice")).id == job.id
+    with pytest.raises(JobNotFound):
+        await job_queue.get_job(job.id, user_id="mallory")
+    every = await job_queue.get_all_queue_stats()
+    assert set(every) == {q.value for q in QueueName}
+    for stats in every.values():
+        assert set(stats) == {
+            "waiting",
+            "active",
+            "completed",
+            "failed",
+            "delayed",
+            "paused",
+            "available",
+        }
+    events = await job_queue.get_job_events(job.id)
+    names = [fields["event"] for _, fields in events]
+    assert names == ["added", "started", "completed"] or names == ["started", "completed"]
+    # Offsets let a late subscriber resume exactly after what it has seen.
+    first_offset = events[0][0]
+    assert [e[0] for e in await job_queue.get_job_events(job.id, after=first_offset)] == [
+        e[0] for e in events[1:]
+    ]

@@ -1,0 +1,261 @@
+"""Shared test machinery: private databases, Redis prefixes, settings and workers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from activities import Dependencies
+from activities.tracking import JobTrackingInterceptor
+from client.queue import JobQueue
+from client.temporal import connect
+from client.tracking import JobTracker, connect_redis
+from core.config import Settings, load_settings
+from core.queues import QueueName, QueueSpec, load_catalog
+from db.dedup import JobKeyStore
+from db.session import create_engine, create_sessionmaker
+from devtools.devserver import free_port
+from worker import build_worker, prepare_temporal
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+T = TypeVar("T")
+
+
+def create_postgres_database() -> tuple[str, str]:
+    """A new empty database on the shared server: (name, async URL)."""
+    name = f"bj_test_{uuid.uuid4().hex}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+    return name, url.render_as_string(hide_password=False)
+
+
+def drop_postgres_database(name: str) -> None:
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def test_env(
+    *, temporal_address: str, database_url: str, redis_url: str, prefix: str, key: str
+) -> dict[str, str]:
+    """Environment for settings and worker subprocesses of one test session."""
+    return {
+        "APP_ENV": "test",
+        "TEMPORAL_ADDRESS": temporal_address,
+        "TEMPORAL_NAMESPACE": "default",
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": prefix,
+        "DATABASE_URL": database_url,
+        "PAYLOAD_ENCRYPTION_KEY": key,
+        # Receivers in tests listen on loopback.
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
+        "WORKER_SHUTDOWN_GRACE_SECONDS": "15",
+        "JOB_CANCEL_GRACE_SECONDS": "3",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def new_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def settings_from(env: Mapping[str, str]) -> Settings:
+    return load_settings(dict(env))
+
+
+def fast_catalog(**overrides: Any) -> dict[QueueName, QueueSpec]:
+    """The catalog with webhooks tuned for tests: short timeout, given overrides."""
+    catalog = load_catalog({})
+    catalog[QueueName.WEBHOOKS] = replace(catalog[QueueName.WEBHOOKS], **overrides)
+    return catalog
+
+
+async def make_queue(
+    settings: Settings, catalog: dict[QueueName, QueueSpec] | None = None
+) -> JobQueue:
+    client = await connect(settings)
+    redis = connect_redis(settings)
+    catalog = catalog or load_catalog({})
+    engine = create_engine(settings.database_url)
+    queue = JobQueue(
+        client,
+        settings,
+        tracker=JobTracker(redis, catalog, settings.redis_key_prefix),
+        job_keys=JobKeyStore(create_sessionmaker(engine)),
+        catalog=catalog,
+    )
+    queue._closers = [redis.aclose, engine.dispose]
+    return queue
+
+
+@contextlib.asynccontextmanager
+async def running_workers(
+    settings: Settings,
+    queues: list[QueueName],
+    catalog: dict[QueueName, QueueSpec] | None = None,
+) -> AsyncIterator[JobTrackingInterceptor]:
+    """The same workers worker.py builds, run inside the test's event loop."""
+    catalog = catalog or load_catalog({})
+    client = await connect(settings)
+    await prepare_temporal(client, settings, catalog, queues)
+    redis = connect_redis(settings)
+    interceptor = JobTrackingInterceptor(JobTracker(redis, catalog, settings.redis_key_prefix))
+    await interceptor.start()
+    engine = create_engine(settings.database_url)
+    http = httpx.AsyncClient(
+        follow_redirects=False, timeout=httpx.Timeout(settings.webhook_timeout_seconds)
+    )
+    deps = Dependencies(settings=settings, http=http, sessions=create_sessionmaker(engine))
+    from datetime import timedelta
+
+    workers = [
+        build_worker(client, catalog[q], deps, interceptor, timedelta(seconds=5)) for q in queues
+    ]
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for w in workers:
+                assert w is not None
+                await stack.enter_async_context(w)
+            yield interceptor
+    finally:
+        await interceptor.stop()
+        await http.aclose()
+        await redis.aclose()
+        await engine.dispose()
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    until: Callable[[T], bool],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.1,
+) -> T:
+    """Poll ``probe`` until ``until(value)`` holds; fail with the last value on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(interval)
+
+
+class WorkerProcess:
+    """``python worker.py`` as a real subprocess, for kill and signal tests."""
+
+    def __init__(self, env: Mapping[str, str], *queues: str, log_dir: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.args = [sys.executable, str(PROJECT_ROOT / "worker.py")]
+        for q in queues:
+            self.args += ["--task-queue", q]
+        self.log_path = log_dir / f"worker-{uuid.uuid4().hex[:8]}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, cwd=PROJECT_ROOT, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    async def wait_ready(self, timeout: float = 20.0) -> None:
+        async def read() -> str:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.output()}")
+            return self.output()
+
+        await eventually(read, lambda text: "worker.ready" in text, timeout=timeout)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_exit(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        proc = self.proc
+        code = await asyncio.wait_for(asyncio.to_thread(proc.wait), timeout)
+        return code
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def redis_server_binary() -> str:
+    path = shutil.which("redis-server")
+    if path is None:
+        raise RuntimeError("redis-server is not installed")
+    return path
+
+
+class RedisServer:
+    """A private redis-server on a free port (never the machine's own), for outage tests."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        import socket
+
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+            ):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None

@@ -1,0 +1,271 @@
+"""Worker process: ``python worker.py --task-queue email [--task-queue voice ...] | --all``.
+
+Registers each queue's workflows and activities with the queue's concurrency and rate from
+the catalog, makes sure the Temporal side is set up, keeps the Redis statistics reconciled,
+and shuts down gracefully on SIGTERM/SIGINT: polling stops, running activities get up to
+WORKER_SHUTDOWN_GRACE_SECONDS to finish, unfinished jobs stay in Temporal for other workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities import Dependencies, build_activities
+from activities.tracking import JobTrackingInterceptor
+from client import admin
+from client.reconcile import Reconciler
+from client.temporal import connect
+from client.tracking import JobTracker, connect_redis
+from core.config import ConfigError, Settings, load_settings
+from core.logging import configure_logging, get_logger
+from core.queues import QueueName, QueueSpec, load_catalog
+from db.migrate import upgrade_database
+from db.session import create_engine, create_sessionmaker
+from workflows import WORKFLOWS_BY_JOB_TYPE
+
+log = get_logger("jobs.worker")
+
+# Our own modules are deterministic at import and safe to share with workflow code; passing
+# them (and the heavy libraries they import) through saves re-importing them per workflow.
+PASSTHROUGH_MODULES = (
+    "core",
+    "activities",
+    "client",
+    "db",
+    "integrations",
+    "pydantic",
+    "pydantic_core",
+    "structlog",
+    "redis",
+    "sqlalchemy",
+    "httpx",
+    "anyio",
+    "cryptography",
+)
+
+RECONCILE_CHECK_S = 5.0
+RECONCILE_FULL_S = 60.0
+
+
+def parse_queues(argv: Sequence[str] | None = None) -> list[QueueName]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--task-queue",
+        action="append",
+        default=[],
+        choices=[q.value for q in QueueName],
+        help="queue to serve (repeatable)",
+    )
+    parser.add_argument("--all", action="store_true", help="serve every queue")
+    args = parser.parse_args(argv)
+    if args.all:
+        return list(QueueName)
+    if not args.task_queue:
+        parser.error("give --task-queue NAME (repeatable) or --all")
+    return list(dict.fromkeys(QueueName(q) for q in args.task_queue))
+
+
+def build_worker(
+    client: Client,
+    spec: QueueSpec,
+    deps: Dependencies,
+    interceptor: JobTrackingInterceptor,
+    shutdown_grace: timedelta,
+) -> Worker | None:
+    workflows = [WORKFLOWS_BY_JOB_TYPE[t] for t in spec.job_types if t in WORKFLOWS_BY_JOB_TYPE]
+    activities = build_activities(deps, spec.name)
+    if not workflows and not activities:
+        return None
+    return Worker(
+        client,
+        task_queue=spec.name.value,
+        workflows=workflows,
+        activities=activities,
+        interceptors=[interceptor],
+        max_concurrent_activities=spec.concurrency,
+        # The server-side queue rate is the real limit across processes; this is a local guard.
+        max_activities_per_second=spec.rate_per_second,
+        # Eager activities bypass the task queue, and with it the server-side pause and rate.
+        disable_eager_activity_execution=True,
+        graceful_shutdown_timeout=shutdown_grace,
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        ),
+    )
+
+
+async def prepare_temporal(
+    client: Client, settings: Settings, catalog: dict[QueueName, QueueSpec], queues: list[QueueName]
+) -> None:
+    """Namespace, search attributes and queue rates: idempotent, safe from many workers."""
+    namespace = settings.temporal_namespace
+    longest = max(spec.keep_failed_for for spec in catalog.values())
+    await admin.ensure_namespace(client, namespace, longest)
+    await admin.ensure_search_attributes(client, namespace)
+    for queue in queues:
+        rate = await admin.get_queue_rate(client, namespace, queue.value)
+        if rate.paused:
+            log.info("queue.still_paused", queue=queue.value)
+            continue
+        wanted = catalog[queue].rate_per_second
+        if rate.requests_per_second != wanted:
+            await admin.set_queue_rate(client, namespace, queue.value, wanted, "catalog")
+
+
+async def reconcile_loop(
+    reconciler: Reconciler, interceptor: JobTrackingInterceptor, queues: list[str]
+) -> None:
+    """Rebuild Redis statistics when Redis lost them, and check open jobs every minute."""
+    seen_epoch: str | None = None
+    last_full = 0.0
+    while True:
+        try:
+            epoch = await reconciler.current_epoch()
+            due = time.monotonic() - last_full >= RECONCILE_FULL_S
+            if epoch is None or due:
+                if await reconciler.run_once(queues):
+                    last_full = time.monotonic()
+                epoch = await reconciler.current_epoch()
+            if epoch is not None and epoch != seen_epoch:
+                if seen_epoch is not None:
+                    await interceptor.reassert_running()
+                seen_epoch = epoch
+        except Exception as exc:  # Redis or Temporal briefly away: try again next round
+            log.warning("stats.reconcile_failed", error=type(exc).__name__)
+        await asyncio.sleep(RECONCILE_CHECK_S)
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.exit_code = 0
+
+    def request(self, reason: str, exit_code: int = 0) -> None:
+        if not self.event.is_set():
+            log.info("worker.stopping", reason=reason)
+            self.exit_code = exit_code
+            self.event.set()
+
+
+async def run(queues: list[QueueName], settings: Settings) -> int:
+    started = time.monotonic()
+    catalog = load_catalog()
+    loop = asyncio.get_running_loop()
+    stop = _Stop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.request, signal.Signals(signum).name)
+
+    def on_loop_error(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        log.error(
+            "worker.unhandled_error",
+            message=context.get("message"),
+            exc_info=exc if isinstance(exc, BaseException) else None,
+        )
+        stop.request("unhandled error", exit_code=1)
+
+    loop.set_exception_handler(on_loop_error)
+
+    if settings.app_env != "production" or os.environ.get("DB_AUTO_MIGRATE") == "true":
+        await asyncio.to_thread(upgrade_database, settings.database_url)
+
+    client = await connect(settings)
+    await prepare_temporal(client, settings, catalog, queues)
+    redis = connect_redis(settings)
+    tracker = JobTracker(redis, catalog, settings.redis_key_prefix)
+    interceptor = JobTrackingInterceptor(tracker)
+    await interceptor.start()
+    engine = create_engine(settings.database_url)
+    http = httpx.AsyncClient(
+        follow_redirects=False,
+        timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+    deps = Dependencies(settings=settings, http=http, sessions=create_sessionmaker(engine))
+    grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
+
+    workers: dict[QueueName, Worker] = {}
+    for queue in queues:
+        worker = build_worker(client, catalog[queue], deps, interceptor, grace)
+        if worker is None:
+            log.warning("worker.queue_skipped", queue=queue.value, reason="no job type implemented")
+            continue
+        workers[queue] = worker
+    if not workers:
+        log.error("worker.nothing_to_run", queues=[q.value for q in queues])
+        return 2
+
+    reconciler = Reconciler(client, tracker, settings.temporal_namespace, catalog)
+    reconcile_task = asyncio.create_task(
+        reconcile_loop(reconciler, interceptor, [q.value for q in workers]), name="reconcile"
+    )
+    run_tasks = {
+        asyncio.create_task(w.run(), name=f"worker-{q.value}"): q for q, w in workers.items()
+    }
+    log.info(
+        "worker.ready",
+        queues={q.value: catalog[q].concurrency for q in workers},
+        startup_s=round(time.monotonic() - started, 3),
+        pid=os.getpid(),
+    )
+    stop_task: asyncio.Task[Any] = asyncio.create_task(stop.event.wait())
+    done, _ = await asyncio.wait({stop_task, *run_tasks}, return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        crashed = run_tasks.get(task)
+        if crashed is not None and task.exception() is not None:
+            log.error("worker.crashed", queue=crashed.value, exc_info=task.exception())
+            stop.request("worker crashed", exit_code=1)
+    stop.request("worker finished")
+
+    # Stop polling everywhere at once; running activities get the grace period.
+    await asyncio.gather(*(w.shutdown() for w in workers.values()), return_exceptions=True)
+    await asyncio.gather(*run_tasks, return_exceptions=True)
+    reconcile_task.cancel()
+    await asyncio.gather(reconcile_task, return_exceptions=True)
+    await interceptor.stop()
+    await http.aclose()
+    await redis.aclose()
+    await engine.dispose()
+    log.info("worker.stopped", exit_code=stop.exit_code)
+    return stop.exit_code
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, tb: TracebackType | None
+) -> None:
+    log.critical("worker.uncaught_exception", exc_info=(kind, value, tb))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    queues = parse_queues(argv)
+    try:
+        settings = load_settings()
+        load_catalog()
+    except ConfigError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(json_logs=settings.is_production, level=settings.log_level)
+    sys.excepthook = _log_uncaught
+    try:
+        return asyncio.run(run(queues, settings))
+    except Exception:
+        log.critical("worker.start_failed", exc_info=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
