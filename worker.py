@@ -8,12 +8,16 @@ WORKER_SHUTDOWN_GRACE_SECONDS to finish, unfinished jobs stay in Temporal for ot
 
 from __future__ import annotations
 
+import time
+
+# Start-up time (NFR-003: under 5 s) is reported from here, before the heavy imports.
+_PROCESS_START = time.monotonic()
+
 import argparse
 import asyncio
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from types import TracebackType
@@ -162,7 +166,6 @@ class _Stop:
 
 
 async def run(queues: list[QueueName], settings: Settings) -> int:
-    started = time.monotonic()
     catalog = load_catalog()
     loop = asyncio.get_running_loop()
     stop = _Stop()
@@ -219,7 +222,7 @@ async def run(queues: list[QueueName], settings: Settings) -> int:
     log.info(
         "worker.ready",
         queues={q.value: catalog[q].concurrency for q in workers},
-        startup_s=round(time.monotonic() - started, 3),
+        startup_s=round(time.monotonic() - _PROCESS_START, 3),
         pid=os.getpid(),
     )
     stop_task: asyncio.Task[Any] = asyncio.create_task(stop.event.wait())

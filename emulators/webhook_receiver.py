@@ -70,9 +70,11 @@ class WebhookReceiver:
         secret: str | None = None,
         host: str = "127.0.0.1",
         ssl: SSLContext | None = None,
+        port: int = 0,
     ) -> None:
         self.secret = secret or new_secret()
         self._host = host
+        self._listen_port = port
         self._ssl = ssl
         self._server: asyncio.Server | None = None
         self._port: int | None = None
@@ -97,7 +99,9 @@ class WebhookReceiver:
     async def start(self) -> None:
         self._changed = asyncio.Condition()
         self._stopping = asyncio.Event()
-        self._server = await asyncio.start_server(self._serve, self._host, 0, ssl=self._ssl)
+        self._server = await asyncio.start_server(
+            self._serve, self._host, self._listen_port, ssl=self._ssl
+        )
         self._port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -266,3 +270,38 @@ class WebhookReceiver:
         lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
         head = "\r\n".join(lines) + "\r\n\r\n"
         return head.encode("latin-1") + response.body
+
+
+async def _serve_forever(port: int, secret: str) -> None:
+    async with WebhookReceiver(secret=secret, port=port) as receiver:
+        print(f"webhook receiver listening on {receiver.url('/hook')}", flush=True)
+        seen = 0
+        while True:
+            received = await receiver.wait_for_requests(None, seen + 1, timeout=3600 * 24)
+            for request in received[seen:]:
+                status = "valid" if request.signature_valid else "INVALID"
+                print(
+                    f"received {request.method} {request.path} "
+                    f"webhook-id={request.headers.get('webhook-id')} signature={status}",
+                    flush=True,
+                )
+            seen = len(received)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Loopback webhook receiver (demo and manual tests)"
+    )
+    parser.add_argument("--port", type=int, default=8299)
+    parser.add_argument("--secret", required=True, help="whsec_... secret to verify with")
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(_serve_forever(args.port, args.secret))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+# Two commands do everything on a fresh machine:  make run  |  make test
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint format demo devserver migrate clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Bring the whole system up: Temporal dev server (Web UI :8233), all workers, demo receiver.
+run: $(STAMP)
+	$(PY) -m devtools.run
+
+## The whole test suite (starts its own dev servers on free ports).
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+
+## Benchmark against a bare temporalio baseline; writes BENCHMARKS.md.
+bench: $(STAMP)
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+## Enqueue a demo webhook delivery to the running system and follow it.
+demo: $(STAMP)
+	$(PY) -m devtools.demo
+
+devserver: $(STAMP)
+	$(PY) -m devtools.devserver
+
+migrate: $(STAMP)
+	$(PY) -m db.migrate
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf var/temporal.db* var/jobs.db*

@@ -1,0 +1,189 @@
+"""Real ``python worker.py`` processes: pause across processes, SIGKILL, SIGTERM, Redis outage."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import signal
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from client.queue import JobQueue
+from client.tracking import JobState
+from core.queues import QueueName
+from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver, new_secret
+from tests.support import (
+    RedisServer,
+    WorkerProcess,
+    eventually,
+    make_queue,
+    settings_from,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    async with WebhookReceiver(secret=new_secret()) as server:
+        yield server
+
+
+@pytest.fixture
+def workers(session_env: dict[str, str], tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+async def spawn(
+    started: list[WorkerProcess], env: dict[str, str], log_dir: Path, queue: str = "webhooks"
+) -> WorkerProcess:
+    worker = WorkerProcess(env, queue, log_dir=log_dir)
+    started.append(worker)
+    worker.start()
+    await worker.wait_ready()
+    return worker
+
+
+def data(receiver: WebhookReceiver, path: str) -> dict[str, object]:
+    return {
+        "user_id": "user-1",
+        "url": receiver.url(path),
+        "event_type": "job.test",
+        "payload": {"n": 1},
+        "secret": receiver.secret,
+    }
+
+
+def job_state(queue: JobQueue, job_id: str):
+    return functools.partial(queue.get_job, job_id)
+
+
+async def test_pause_holds_for_every_worker_process(
+    session_env, job_queue: JobQueue, receiver: WebhookReceiver, workers, tmp_path
+):
+    await asyncio.gather(
+        spawn(workers, session_env, tmp_path), spawn(workers, session_env, tmp_path)
+    )
+    path = f"/paused-{uuid.uuid4().hex[:6]}"
+    await job_queue.pause_queue("webhooks")
+    try:
+        jobs = [
+            await job_queue.add_job("webhooks", "webhook_delivery", data(receiver, path))
+            for _ in range(6)
+        ]
+
+        async def backlog() -> int:
+            n = 0
+            for job in jobs:
+                desc = await job_queue.client.get_workflow_handle(job.id).describe()
+                n += len(desc.raw_description.pending_activities)
+            return n
+
+        # Both workers poll the queue, every job's activity is scheduled, and yet nothing
+        # is dispatched for as long as we watch.
+        await eventually(backlog, lambda n: n == len(jobs))
+        await asyncio.sleep(2)
+        assert receiver.requests(path) == []
+        stats = await job_queue.get_queue_stats("webhooks")
+        assert stats["paused"] is True
+        assert stats["waiting"] >= len(jobs) and stats["active"] == 0
+    finally:
+        await job_queue.resume_queue("webhooks")
+    await receiver.wait_for_requests(path, len(jobs), timeout=30)
+    for job in jobs:
+        await eventually(job_state(job_queue, job.id), lambda i: i.state is JobState.COMPLETED)
+    assert (await job_queue.get_queue_stats("webhooks"))["paused"] is False
+
+
+async def test_sigkill_mid_job_loses_nothing(
+    session_env, job_queue: JobQueue, receiver: WebhookReceiver, workers, tmp_path
+):
+    doomed = await spawn(workers, session_env, tmp_path)
+    path = f"/killed-{uuid.uuid4().hex[:6]}"
+    # The first attempt hangs until the client times out; the worker dies before that.
+    receiver.script(path, [ScriptedResponse(delay_s=5)])
+    job = await job_queue.add_job("webhooks", "webhook_delivery", data(receiver, path))
+    await receiver.wait_for_requests(path, 1, timeout=15)
+    assert doomed.proc is not None
+    doomed.proc.send_signal(signal.SIGKILL)
+    assert await doomed.wait_exit() == -signal.SIGKILL
+    await spawn(workers, session_env, tmp_path)
+    # The heartbeat timeout (5 s) frees the lost attempt; the new worker delivers it.
+    info = await eventually(
+        job_state(job_queue, job.id), lambda i: i.state is JobState.COMPLETED, timeout=40
+    )
+    assert info.attempts_made == 2
+    assert len(receiver.requests(path)) == 2
+
+
+async def test_sigterm_lets_the_running_job_finish(
+    session_env, job_queue: JobQueue, receiver: WebhookReceiver, workers, tmp_path
+):
+    worker = await spawn(workers, session_env, tmp_path)
+    path = f"/draining-{uuid.uuid4().hex[:6]}"
+    receiver.script(path, [ScriptedResponse(delay_s=1.5)])
+    job = await job_queue.add_job("webhooks", "webhook_delivery", data(receiver, path))
+    await receiver.wait_for_requests(path, 1, timeout=15)
+    assert worker.proc is not None
+    worker.proc.send_signal(signal.SIGTERM)
+    assert await worker.wait_exit(timeout=30) == 0
+    log = worker.output()
+    assert "worker.stopping" in log and "worker.stopped" in log
+    # The delivery finished inside the grace period...
+    assert receiver.requests(path)[0].signature_valid
+    # ...and the workflow's last step, left in Temporal, completes on the next worker
+    # without delivering again.
+    await spawn(workers, session_env, tmp_path)
+    info = await eventually(job_state(job_queue, job.id), lambda i: i.state is JobState.COMPLETED)
+    assert info.attempts_made == 1
+    assert len(receiver.requests(path)) == 1
+    # No secrets in the worker's log.
+    assert receiver.secret not in log and "whsec_" not in log.replace("whsec_[redacted]", "")
+
+
+async def test_redis_outage_jobs_complete_and_stats_recover(
+    session_env, receiver: WebhookReceiver, workers, tmp_path
+):
+    redis = RedisServer(tmp_path)
+    redis.start()
+    env = {**session_env, "REDIS_URL": redis.url, "REDIS_KEY_PREFIX": f"bjout-{uuid.uuid4().hex[:8]}:"}
+    queue = await make_queue(settings_from(env))
+    try:
+        await spawn(workers, env, tmp_path)
+        path = f"/outage-{uuid.uuid4().hex[:6]}"
+        before = await queue.get_queue_stats("webhooks")
+        first = [
+            await queue.add_job("webhooks", "webhook_delivery", data(receiver, path))
+            for _ in range(3)
+        ]
+        for job in first:
+            await eventually(job_state(queue, job.id), lambda i: i.state is JobState.COMPLETED)
+
+        redis.stop()
+        during = [
+            await queue.add_job("webhooks", "webhook_delivery", data(receiver, path))
+            for _ in range(3)
+        ]
+        await receiver.wait_for_requests(path, 6, timeout=30)
+        for job in during:
+            # Answered from Temporal while Redis is down.
+            await eventually(job_state(queue, job.id), lambda i: i.state is JobState.COMPLETED)
+        stats = await queue.get_queue_stats("webhooks")
+        assert set(stats) >= {"waiting", "active", "completed", "failed", "delayed", "paused"}
+
+        redis.start()  # same port, empty: it lost everything
+        recovered = await eventually(
+            lambda: queue.get_queue_stats("webhooks"),
+            lambda s: s["completed"] >= before["completed"] + 6 and s["available"],
+            timeout=40,
+        )
+        assert recovered["active"] == 0 and recovered["waiting"] == 0
+    finally:
+        await queue.close()
+        redis.stop()
