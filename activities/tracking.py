@@ -85,6 +85,28 @@ async def report_progress(percent: int) -> None:
     )
 
 
+def report_workflow_progress(percent: int) -> None:
+    """For workflow code: record the job's progress (0..100) between activities.
+
+    Skipped while replaying, so a progress step is reported once, when it first happens.
+    """
+    if not 0 <= percent <= 100:
+        raise ValueError(f"progress must be within 0..100, got {percent}")
+    outbox = _workflow_outbox
+    if outbox is None or workflow.unsafe.is_replaying():
+        return
+    info = workflow.info()
+    outbox.put(
+        Transition(
+            job_id=info.workflow_id,
+            queue=info.task_queue,
+            state=None,
+            event="progress",
+            fields={"progress": percent},
+        )
+    )
+
+
 class _ActivityTracking(ActivityInboundInterceptor):
     def __init__(
         self,
@@ -202,6 +224,10 @@ class _Outbox:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, transition)
 
 
+# The outbox of this process's tracking interceptor, for report_workflow_progress.
+_workflow_outbox: _Outbox | None = None
+
+
 class JobTrackingInterceptor(Interceptor):
     """Worker interceptor that keeps Redis job records and the lifecycle log current."""
 
@@ -213,7 +239,9 @@ class JobTrackingInterceptor(Interceptor):
         self._drain: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        global _workflow_outbox
         self._outbox = _Outbox(asyncio.get_running_loop(), asyncio.Queue())
+        _workflow_outbox = self._outbox
         self._drain = asyncio.create_task(self._drain_outbox(), name="job-tracking-outbox")
 
     async def stop(self) -> None:
@@ -235,7 +263,9 @@ class JobTrackingInterceptor(Interceptor):
             while not queue.empty() and len(batch) < 200:
                 batch.append(queue.get_nowait())
             for t in batch:
-                if t.state is JobState.FAILED:
+                if t.state is None:
+                    log.info("job.progress", job_id=t.job_id, queue=t.queue, **t.fields)
+                elif t.state is JobState.FAILED:
                     log.warning(
                         "job.failed",
                         job_id=t.job_id,

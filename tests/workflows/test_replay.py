@@ -1,0 +1,41 @@
+"""Recorded histories must replay on the current workflow code (guards against
+non-deterministic changes; change live code paths with ``workflow.patched``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from worker import PASSTHROUGH_MODULES
+from workflows import WORKFLOWS
+
+pytestmark = pytest.mark.workflow
+
+HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
+
+
+@pytest.fixture(params=HISTORIES, ids=lambda p: p.stem)
+def history(request: pytest.FixtureRequest) -> WorkflowHistory:
+    path: Path = request.param
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+async def test_recorded_history_replays(history: WorkflowHistory):
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        ),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
+
+
+def test_there_are_histories():
+    assert HISTORIES, "tests/histories/ holds recorded workflow histories"
