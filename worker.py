@@ -240,6 +240,8 @@ async def run(queues: list[QueueName], settings: Settings) -> int:
     reconcile_task.cancel()
     await asyncio.gather(reconcile_task, return_exceptions=True)
     await interceptor.stop()
+    for close in deps.closers:
+        await close()
     await http.aclose()
     await redis.aclose()
     await engine.dispose()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -20,6 +20,8 @@ class Dependencies:
     settings: Settings
     http: httpx.AsyncClient
     sessions: async_sessionmaker[AsyncSession]
+    # Cleanups of clients built by build_activities; the worker awaits them at shutdown.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 def build_activities(deps: Dependencies, queue: QueueName) -> list[Callable[..., Any]]:
@@ -32,6 +34,7 @@ def build_activities(deps: Dependencies, queue: QueueName) -> list[Callable[...,
         sender = WebhookSender(
             deps.http, allow_private_targets=deps.settings.webhook_allow_private_targets
         )
+        deps.closers.append(sender.aclose)
         webhooks = WebhookActivities(sender, WebhookDeliveryStore(deps.sessions))
         return [webhooks.deliver_webhook]
     return []

@@ -60,9 +60,15 @@ def next_retry_delay(exc: BaseException, info: activity.Info) -> timedelta | Non
         return None
     if isinstance(exc, ApplicationError) and exc.next_retry_delay is not None:
         return exc.next_retry_delay
-    delay = policy.initial_interval * (policy.backoff_coefficient ** (info.attempt - 1))
     cap = policy.maximum_interval or policy.initial_interval * 100
-    return min(delay, cap)
+    initial_s, cap_s = policy.initial_interval.total_seconds(), cap.total_seconds()
+    # Grow step by step and stop at the cap: late attempts would overflow a power.
+    delay_s = initial_s
+    for _ in range(info.attempt - 1):
+        delay_s *= policy.backoff_coefficient
+        if delay_s >= cap_s:
+            return cap
+    return timedelta(seconds=min(delay_s, cap_s))
 
 
 async def report_progress(percent: int) -> None:

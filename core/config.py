@@ -13,7 +13,7 @@ from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
@@ -108,13 +108,36 @@ class Settings(BaseSettings):
         return f"{scheme}://{auth}{self.redis_host}:{self.redis_port}/0"
 
 
+class _MappingSettings(Settings):
+    """Settings from an explicit mapping only.
+
+    ``BaseSettings.model_validate`` runs ``__init__``, which merges in the process
+    environment (and .env / secrets files) under any field the mapping leaves out; an
+    explicit mapping must be the whole configuration, so those sources are switched off.
+    """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],  # noqa: ARG003 (the pydantic-settings hook signature)
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Read and validate the configuration; raise ConfigError naming each bad variable."""
+    """Read and validate the configuration; raise ConfigError naming each bad variable.
+
+    With ``environ`` given, only that mapping is read, never ``os.environ``.
+    """
     env = dict(os.environ if environ is None else environ)
     known = {name.upper() for name in Settings.model_fields}
     values = {key.lower(): val for key, val in env.items() if key.upper() in known}
     try:
-        return Settings.model_validate(values) if environ is not None else Settings()
+        return _MappingSettings.model_validate(values) if environ is not None else Settings()
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

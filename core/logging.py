@@ -27,19 +27,38 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), REDACTED),
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),  # JWTs
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]"),
-    (re.compile(r"(?<![\w.])\+?\d[\d\s().-]{7,}\d(?![\w.])"), "[phone]"),
 )
+# Phone numbers: international (+ then 7..15 digits, optionally grouped by spaces, dots,
+# dashes or an area code in brackets) and North American 3-3-4 groups. Bare digit runs are
+# left alone: they cannot be told apart from epoch timestamps, Redis stream ids or the
+# digit groups of UUIDs, and ISO timestamps, dates and IP addresses must survive intact.
+_PHONE = re.compile(
+    r"(?:(?<![\d+.])\+[1-9]\d{0,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,4}){1,6}"
+    r"|(?<![\w+.])(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
+    r")(?![\w+]|[.:-]\d)"
+)
+_PHONE_DIGITS = range(7, 16)  # E.164 allows at most 15 digits
+_PHONE_KEY = re.compile(r"(phone|msisdn)", re.I)
+
+
+def _phone(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if text.startswith("+") and sum(c.isdigit() for c in text) not in _PHONE_DIGITS:
+        return text
+    return "[phone]"
 
 
 def redact_text(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return _PHONE.sub(_phone, text)
 
 
 def redact_value(value: Any, key: str | None = None) -> Any:
     if key is not None and _SECRET_KEY.search(key):
         return REDACTED if value not in (None, "") else value
+    if key is not None and _PHONE_KEY.search(key) and isinstance(value, str) and value:
+        return "[phone]"  # a phone field is personal data whatever its format
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
@@ -109,6 +128,8 @@ def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
     root.setLevel(level)
     # The SDK's own chatter about retries is already covered by our lifecycle events.
     logging.getLogger("temporalio.activity").setLevel(logging.WARNING)
+    # httpx logs every request URL at INFO; URLs can carry tokens and provider ids.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -3,6 +3,11 @@
 The sender resolves the target host itself, refuses non-public addresses, and then connects to
 the very address it checked, so a DNS answer that changes between check and connect (DNS
 rebinding) cannot reach an internal service.
+
+Because the request URL names the checked IP, httpx pools its connections by (scheme, IP,
+port). An HTTPS connection is certificate-checked once, for the host named at connect time
+(SNI), so HTTPS requests go through one connection pool per host name: a connection verified
+for one host is never reused for another host that resolves to the same address.
 """
 
 from __future__ import annotations
@@ -14,13 +19,17 @@ import hashlib
 import hmac
 import ipaddress
 import socket
+import sys
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+import httpcore
 import httpx
 
 SECRET_PREFIX = "whsec_"
@@ -32,6 +41,8 @@ MAX_ERROR_CHARS = 200
 # Enough to let a normal response finish (so the connection is reused) without buffering
 # an arbitrarily large body from a hostile receiver.
 MAX_BODY_READ = 64 * 1024
+# HTTPS connection pools kept, one per target host name, least recently used closed first.
+MAX_TLS_HOSTS = 64
 
 OutcomeKind = Literal["delivered", "retry", "permanent"]
 
@@ -231,19 +242,135 @@ def _classify(response: httpx.Response, body: bytes, elapsed_ms: float) -> Deliv
     return outcome("permanent", status_error)
 
 
+TransportFactory = Callable[[], httpx.AsyncBaseTransport]
+
+
+def _tls_transport_factory(client: httpx.AsyncClient) -> TransportFactory | None:
+    """New transports with the TLS, pool and limit settings of ``client``'s own transport.
+
+    None when the client's transport keeps no connections (``httpx.MockTransport``), so it
+    can be shared by every host. httpx has no public accessor for these settings; they are
+    read from its default transport, and any other transport is refused rather than
+    silently sharing connections between hosts.
+    """
+    transport = client._transport
+    if isinstance(transport, httpx.MockTransport):
+        return None
+    pool = transport._pool if isinstance(transport, httpx.AsyncHTTPTransport) else None
+    # Proxy pools (subclasses) are refused too: the proxy would choose where to connect.
+    if pool is None or type(pool) is not httpcore.AsyncConnectionPool:
+        raise TypeError(
+            "WebhookSender needs a client with httpx's default transport (or a MockTransport)"
+        )
+    max_connections = None if pool._max_connections == sys.maxsize else pool._max_connections
+    max_keepalive = (
+        None if pool._max_keepalive_connections == sys.maxsize else pool._max_keepalive_connections
+    )
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_keepalive,
+        keepalive_expiry=pool._keepalive_expiry,
+    )
+    verify = pool._ssl_context if pool._ssl_context is not None else True
+
+    def new_transport() -> httpx.AsyncBaseTransport:
+        return httpx.AsyncHTTPTransport(
+            verify=verify,
+            http1=pool._http1,
+            http2=pool._http2,
+            limits=limits,
+            retries=pool._retries,
+            local_address=pool._local_address,
+            socket_options=pool._socket_options,
+        )
+
+    return new_transport
+
+
+@dataclass(eq=False)
+class _HostClient:
+    client: httpx.AsyncClient
+    in_use: int = 0
+    evicted: bool = False
+
+
 class WebhookSender:
     """Delivers one signed webhook request and classifies the answer.
+
+    Plain HTTP goes through the injected client. HTTPS goes through a client per target host
+    name, built with the injected client's TLS settings, timeout and limits and kept in a
+    small LRU: the request URL names the pinned IP, so a shared pool would hand a connection
+    whose certificate was checked for host A to a request for host B at the same address,
+    and B's certificate would never be checked.
 
     Args:
         client: shared client, created by the owner with ``follow_redirects=False`` and a
             10 s timeout; this class never closes it.
         allow_private_targets: let targets resolve to private or loopback addresses
             (local development and tests only).
+        max_tls_hosts: HTTPS host names whose connection pools are kept open.
     """
 
-    def __init__(self, client: httpx.AsyncClient, allow_private_targets: bool) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        allow_private_targets: bool,
+        *,
+        max_tls_hosts: int = MAX_TLS_HOSTS,
+    ) -> None:
+        if max_tls_hosts < 1:
+            raise ValueError("max_tls_hosts must be at least 1")
         self._client = client
         self._allow_private = allow_private_targets
+        self._new_transport = _tls_transport_factory(client)
+        self._max_tls_hosts = max_tls_hosts
+        self._tls_clients: OrderedDict[str, _HostClient] = OrderedDict()
+
+    async def aclose(self) -> None:
+        """Close the per-host HTTPS connections (the injected client stays open)."""
+        entries = list(self._tls_clients.values())
+        self._tls_clients.clear()
+        for entry in entries:
+            entry.evicted = True
+            await entry.client.aclose()
+
+    @asynccontextmanager
+    async def _client_for(self, scheme: str, host: str) -> AsyncIterator[httpx.AsyncClient]:
+        if scheme != "https" or self._new_transport is None:
+            # A plain-HTTP connection carries no identity: any host's request may reuse it.
+            yield self._client
+            return
+        key = host.lower()
+        entry = self._tls_clients.get(key)
+        retired: list[_HostClient] = []
+        if entry is None:
+            entry = _HostClient(
+                httpx.AsyncClient(
+                    transport=self._new_transport(),
+                    timeout=self._client.timeout,
+                    follow_redirects=False,
+                    # Proxies would connect wherever they like, defeating the pinned address.
+                    trust_env=False,
+                )
+            )
+            self._tls_clients[key] = entry
+            while len(self._tls_clients) > self._max_tls_hosts:
+                _, oldest = self._tls_clients.popitem(last=False)
+                oldest.evicted = True
+                if oldest.in_use == 0:
+                    retired.append(oldest)
+        else:
+            self._tls_clients.move_to_end(key)
+        entry.in_use += 1
+        try:
+            for old in retired:
+                await old.client.aclose()
+            yield entry.client
+        finally:
+            entry.in_use -= 1
+            # An evicted pool still serving a request is closed by its last user.
+            if entry.evicted and entry.in_use == 0:
+                await entry.client.aclose()
 
     async def deliver(
         self, *, url: str, msg_id: str, timestamp: int, body: bytes, secret: str
@@ -285,6 +412,7 @@ class WebhookSender:
         if target.scheme == "https" and not _is_ip_literal(host):
             # The socket goes to the pinned IP, but TLS must still name (and verify) the host.
             extensions["sni_hostname"] = host
+        # Built by the injected client so its default headers and timeout apply everywhere.
         request = self._client.build_request(
             "POST",
             target.copy_with(host=address),
@@ -293,11 +421,12 @@ class WebhookSender:
             extensions=extensions,
         )
         try:
-            response = await self._client.send(request, stream=True, follow_redirects=False)
-            try:
-                received = await _read_some(response)
-            finally:
-                await response.aclose()
+            async with self._client_for(target.scheme, host) as client:
+                response = await client.send(request, stream=True, follow_redirects=False)
+                try:
+                    received = await _read_some(response)
+                finally:
+                    await response.aclose()
         except httpx.TimeoutException as exc:
             return failed("retry", f"timeout: {type(exc).__name__}")
         except httpx.TransportError as exc:

@@ -141,6 +141,8 @@ async def running_workers(
             yield interceptor
     finally:
         await interceptor.stop()
+        for close in deps.closers:
+            await close()
         await http.aclose()
         await redis.aclose()
         await engine.dispose()

@@ -13,7 +13,6 @@ import pytest
 
 from client.queue import JobQueue
 from client.tracking import JobState
-from core.queues import QueueName
 from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver, new_secret
 from tests.support import (
     RedisServer,
@@ -152,7 +151,11 @@ async def test_redis_outage_jobs_complete_and_stats_recover(
 ):
     redis = RedisServer(tmp_path)
     redis.start()
-    env = {**session_env, "REDIS_URL": redis.url, "REDIS_KEY_PREFIX": f"bjout-{uuid.uuid4().hex[:8]}:"}
+    env = {
+        **session_env,
+        "REDIS_URL": redis.url,
+        "REDIS_KEY_PREFIX": f"bjout-{uuid.uuid4().hex[:8]}:",
+    }
     queue = await make_queue(settings_from(env))
     try:
         await spawn(workers, env, tmp_path)

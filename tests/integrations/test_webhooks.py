@@ -459,8 +459,8 @@ async def test_connection_is_pinned_to_the_checked_address(
 # --- TLS: the pinned connection still names and verifies the host ---------------------------
 
 
-def _tls_contexts(cert_name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context with a leaf for ``cert_name`` and a client context trusting its CA."""
+def _tls_contexts(cert_name: str, *more_names: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a leaf for the given names and a client context trusting its CA."""
     now = datetime.now(UTC)
 
     def build(
@@ -478,7 +478,10 @@ def _tls_contexts(cert_name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
         )
         if not ca:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+                x509.SubjectAlternativeName(
+                    [x509.DNSName(name) for name in (subject, *more_names)]
+                ),
+                critical=False,
             )
         return builder.sign(signer, hashes.SHA256())
 
@@ -537,3 +540,151 @@ async def test_https_delivery_to_a_pinned_address_sends_sni_and_verifies_the_hos
         # A certificate for another name fails verification: the IP alone is not trusted.
         assert outcome.error is not None and "CERTIFICATE_VERIFY_FAILED" in outcome.error
         assert received == []
+
+
+# --- TLS: a pooled connection is only reused for the host it was verified for --------------
+
+
+async def _deliver_to(sender: WebhookSender, host: str, port: int, msg_id: str) -> DeliveryOutcome:
+    return await sender.deliver(
+        url=f"https://{host}:{port}/hook",
+        msg_id=msg_id,
+        timestamp=int(time.time()),
+        body=BODY,
+        secret=new_secret(),
+    )
+
+
+@pytest.mark.asyncio
+async def test_hosts_sharing_an_address_never_share_a_tls_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The certificate names only the first host. Were the connection verified for it reused
+    # for the second host at the same address, the second delivery would succeed unverified.
+    server_ctx, client_ctx = _tls_contexts("first.example.test")
+    server_names: list[str | None] = []
+    server_ctx.sni_callback = lambda _sock, name, _ctx: server_names.append(name)
+    _fake_dns(
+        monkeypatch, {"first.example.test": ["127.0.0.1"], "second.example.test": ["127.0.0.1"]}
+    )
+
+    async with (
+        WebhookReceiver(ssl=server_ctx) as receiver,
+        httpx.AsyncClient(verify=client_ctx, follow_redirects=False, timeout=10.0) as client,
+    ):
+        sender = WebhookSender(client, allow_private_targets=True)
+        first = await _deliver_to(sender, "first.example.test", receiver.port, "m1")
+        second = await _deliver_to(sender, "second.example.test", receiver.port, "m2")
+        await sender.aclose()
+        received = receiver.requests("/hook")
+
+    assert first.kind == "delivered"
+    assert second.kind == "retry"
+    assert second.error is not None and "CERTIFICATE_VERIFY_FAILED" in second.error
+    assert server_names == ["first.example.test", "second.example.test"]
+    assert [r.headers["webhook-id"] for r in received] == ["m1"]
+
+
+@pytest.mark.asyncio
+async def test_each_tls_host_keeps_its_own_reused_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server_ctx, client_ctx = _tls_contexts("first.example.test", "second.example.test")
+    server_names: list[str | None] = []
+    server_ctx.sni_callback = lambda _sock, name, _ctx: server_names.append(name)
+    _fake_dns(
+        monkeypatch, {"first.example.test": ["127.0.0.1"], "second.example.test": ["127.0.0.1"]}
+    )
+
+    async with (
+        WebhookReceiver(ssl=server_ctx) as receiver,
+        httpx.AsyncClient(verify=client_ctx, follow_redirects=False, timeout=10.0) as client,
+    ):
+        sender = WebhookSender(client, allow_private_targets=True)
+        outcomes = [
+            await _deliver_to(sender, host, receiver.port, f"m{i}")
+            for i, host in enumerate(["first.example.test", "second.example.test"] * 3)
+        ]
+        await sender.aclose()
+        received = receiver.requests("/hook")
+
+    assert {o.kind for o in outcomes} == {"delivered"}
+    # One handshake per host, then keep-alive reuse within each host only.
+    assert receiver.connections_accepted == 2
+    assert server_names == ["first.example.test", "second.example.test"]
+    assert [r.headers["host"].split(":")[0] for r in received] == [
+        "first.example.test",
+        "second.example.test",
+    ] * 3
+
+
+@pytest.mark.asyncio
+async def test_least_recently_used_tls_pools_are_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server_ctx, client_ctx = _tls_contexts("first.example.test", "second.example.test")
+    _fake_dns(
+        monkeypatch, {"first.example.test": ["127.0.0.1"], "second.example.test": ["127.0.0.1"]}
+    )
+    closed: list[httpx.AsyncHTTPTransport] = []
+    real_aclose = httpx.AsyncHTTPTransport.aclose
+
+    async def counting_aclose(self: httpx.AsyncHTTPTransport) -> None:
+        closed.append(self)
+        await real_aclose(self)
+
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "aclose", counting_aclose)
+
+    async with (
+        WebhookReceiver(ssl=server_ctx) as receiver,
+        httpx.AsyncClient(verify=client_ctx, follow_redirects=False, timeout=10.0) as client,
+    ):
+        sender = WebhookSender(client, allow_private_targets=True, max_tls_hosts=1)
+        for i, host in enumerate(["first.example.test", "second.example.test"]):
+            assert (await _deliver_to(sender, host, receiver.port, f"m{i}")).kind == "delivered"
+        assert len(closed) == 1  # the first host's pool, evicted by the second
+        assert (await _deliver_to(sender, "first.example.test", receiver.port, "m2")).kind == (
+            "delivered"
+        )
+        assert len(closed) == 2
+        assert receiver.connections_accepted == 3
+        await sender.aclose()
+        assert len(closed) == 3
+        assert client._transport not in closed  # the injected client belongs to its owner
+        assert not client.is_closed
+
+
+@pytest.mark.asyncio
+async def test_plain_http_hosts_share_the_injected_client(
+    monkeypatch: pytest.MonkeyPatch, receiver: WebhookReceiver, client: httpx.AsyncClient
+) -> None:
+    # Plain HTTP has no certificate to check: the Host header alone names the target.
+    _fake_dns(
+        monkeypatch, {"first.example.test": ["127.0.0.1"], "second.example.test": ["127.0.0.1"]}
+    )
+    sender = WebhookSender(client, allow_private_targets=True)
+    for i, host in enumerate(["first.example.test", "second.example.test"]):
+        outcome = await sender.deliver(
+            url=f"http://{host}:{receiver.port}/hook",
+            msg_id=f"m{i}",
+            timestamp=int(time.time()),
+            body=BODY,
+            secret=receiver.secret,
+        )
+        assert outcome.kind == "delivered"
+    assert receiver.connections_accepted == 1
+    assert [r.headers["host"] for r in receiver.requests("/hook")] == [
+        f"first.example.test:{receiver.port}",
+        f"second.example.test:{receiver.port}",
+    ]
+
+
+def test_sender_refuses_transports_that_could_share_tls_connections() -> None:
+    class Custom(httpx.AsyncBaseTransport):
+        pass
+
+    with pytest.raises(TypeError, match="default transport"):
+        WebhookSender(httpx.AsyncClient(transport=Custom()), allow_private_targets=False)
+    with pytest.raises(TypeError, match="default transport"):
+        proxied = httpx.AsyncHTTPTransport(proxy="http://127.0.0.1:3128")
+        WebhookSender(httpx.AsyncClient(transport=proxied), allow_private_targets=False)
