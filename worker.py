@@ -15,10 +15,12 @@ _PROCESS_START = time.monotonic()
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -153,6 +155,58 @@ async def reconcile_loop(
         await asyncio.sleep(RECONCILE_CHECK_S)
 
 
+@dataclass
+class WorkerRuntime:
+    """Everything one worker process holds: clients, tracking and one Worker per queue."""
+
+    client: Client
+    tracker: JobTracker
+    interceptor: JobTrackingInterceptor
+    deps: Dependencies
+    workers: dict[QueueName, Worker]
+
+
+@contextlib.asynccontextmanager
+async def worker_runtime(
+    settings: Settings, queues: list[QueueName], catalog: dict[QueueName, QueueSpec]
+) -> AsyncIterator[WorkerRuntime]:
+    """Connect, prepare Temporal and build the workers; close every client on exit."""
+    client = await connect(settings)
+    await prepare_temporal(client, settings, catalog, queues)
+    async with contextlib.AsyncExitStack() as cleanup:
+        redis = connect_redis(settings)
+        cleanup.push_async_callback(redis.aclose)
+        engine = create_engine(settings.database_url)
+        cleanup.push_async_callback(engine.dispose)
+        http = httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+        cleanup.push_async_callback(http.aclose)
+        tracker = JobTracker(redis, catalog, settings.redis_key_prefix)
+        interceptor = JobTrackingInterceptor(tracker)
+        await interceptor.start()
+        deps = Dependencies(settings=settings, http=http, sessions=create_sessionmaker(engine))
+        grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
+        workers: dict[QueueName, Worker] = {}
+        try:
+            for queue in queues:
+                worker = build_worker(client, catalog[queue], deps, interceptor, grace)
+                if worker is None:
+                    log.warning(
+                        "worker.queue_skipped", queue=queue.value, reason="no job type implemented"
+                    )
+                    continue
+                workers[queue] = worker
+            yield WorkerRuntime(client, tracker, interceptor, deps, workers)
+        finally:
+            # Flush the lifecycle events the workflows reported before closing Redis.
+            await interceptor.stop()
+            for close in deps.closers:
+                await close()
+
+
 class _Stop:
     def __init__(self) -> None:
         self.event = asyncio.Event()
@@ -186,65 +240,43 @@ async def run(queues: list[QueueName], settings: Settings) -> int:
     if settings.app_env != "production" or os.environ.get("DB_AUTO_MIGRATE") == "true":
         await asyncio.to_thread(upgrade_database, settings.database_url)
 
-    client = await connect(settings)
-    await prepare_temporal(client, settings, catalog, queues)
-    redis = connect_redis(settings)
-    tracker = JobTracker(redis, catalog, settings.redis_key_prefix)
-    interceptor = JobTrackingInterceptor(tracker)
-    await interceptor.start()
-    engine = create_engine(settings.database_url)
-    http = httpx.AsyncClient(
-        follow_redirects=False,
-        timeout=httpx.Timeout(settings.webhook_timeout_seconds),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-    )
-    deps = Dependencies(settings=settings, http=http, sessions=create_sessionmaker(engine))
-    grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
+    async with worker_runtime(settings, queues, catalog) as runtime:
+        if not runtime.workers:
+            log.error("worker.nothing_to_run", queues=[q.value for q in queues])
+            return 2
+        reconciler = Reconciler(
+            runtime.client, runtime.tracker, settings.temporal_namespace, catalog
+        )
+        reconcile_task = asyncio.create_task(
+            reconcile_loop(reconciler, runtime.interceptor, [q.value for q in runtime.workers]),
+            name="reconcile",
+        )
+        run_tasks = {
+            asyncio.create_task(w.run(), name=f"worker-{q.value}"): q
+            for q, w in runtime.workers.items()
+        }
+        log.info(
+            "worker.ready",
+            queues={q.value: catalog[q].concurrency for q in runtime.workers},
+            startup_s=round(time.monotonic() - _PROCESS_START, 3),
+            pid=os.getpid(),
+        )
+        stop_task: asyncio.Task[Any] = asyncio.create_task(stop.event.wait())
+        done, _ = await asyncio.wait({stop_task, *run_tasks}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            crashed = run_tasks.get(task)
+            if crashed is not None and task.exception() is not None:
+                log.error("worker.crashed", queue=crashed.value, exc_info=task.exception())
+                stop.request("worker crashed", exit_code=1)
+        stop.request("worker finished")
 
-    workers: dict[QueueName, Worker] = {}
-    for queue in queues:
-        worker = build_worker(client, catalog[queue], deps, interceptor, grace)
-        if worker is None:
-            log.warning("worker.queue_skipped", queue=queue.value, reason="no job type implemented")
-            continue
-        workers[queue] = worker
-    if not workers:
-        log.error("worker.nothing_to_run", queues=[q.value for q in queues])
-        return 2
-
-    reconciler = Reconciler(client, tracker, settings.temporal_namespace, catalog)
-    reconcile_task = asyncio.create_task(
-        reconcile_loop(reconciler, interceptor, [q.value for q in workers]), name="reconcile"
-    )
-    run_tasks = {
-        asyncio.create_task(w.run(), name=f"worker-{q.value}"): q for q, w in workers.items()
-    }
-    log.info(
-        "worker.ready",
-        queues={q.value: catalog[q].concurrency for q in workers},
-        startup_s=round(time.monotonic() - _PROCESS_START, 3),
-        pid=os.getpid(),
-    )
-    stop_task: asyncio.Task[Any] = asyncio.create_task(stop.event.wait())
-    done, _ = await asyncio.wait({stop_task, *run_tasks}, return_when=asyncio.FIRST_COMPLETED)
-    for task in done:
-        crashed = run_tasks.get(task)
-        if crashed is not None and task.exception() is not None:
-            log.error("worker.crashed", queue=crashed.value, exc_info=task.exception())
-            stop.request("worker crashed", exit_code=1)
-    stop.request("worker finished")
-
-    # Stop polling everywhere at once; running activities get the grace period.
-    await asyncio.gather(*(w.shutdown() for w in workers.values()), return_exceptions=True)
-    await asyncio.gather(*run_tasks, return_exceptions=True)
-    reconcile_task.cancel()
-    await asyncio.gather(reconcile_task, return_exceptions=True)
-    await interceptor.stop()
-    for close in deps.closers:
-        await close()
-    await http.aclose()
-    await redis.aclose()
-    await engine.dispose()
+        # Stop polling everywhere at once; running activities get the grace period.
+        await asyncio.gather(
+            *(w.shutdown() for w in runtime.workers.values()), return_exceptions=True
+        )
+        await asyncio.gather(*run_tasks, return_exceptions=True)
+        reconcile_task.cancel()
+        await asyncio.gather(reconcile_task, return_exceptions=True)
     log.info("worker.stopped", exit_code=stop.exit_code)
     return stop.exit_code
 

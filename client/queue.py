@@ -184,9 +184,15 @@ class JobQueue:
         self._closers: list[Any] = []
 
     @classmethod
-    async def connect(cls, settings: Settings | None = None) -> JobQueue:
+    async def connect(
+        cls,
+        settings: Settings | None = None,
+        *,
+        catalog: Mapping[QueueName, QueueSpec] | None = None,
+    ) -> JobQueue:
+        """A queue with its own Temporal, Redis and database connections (close() them)."""
         settings = settings or get_settings()
-        catalog = load_catalog()
+        catalog = dict(catalog) if catalog is not None else load_catalog()
         client = await connect(settings)
         redis = connect_redis(settings)
         engine = create_engine(settings.database_url)
@@ -447,10 +453,8 @@ class JobQueue:
                 return await self.tracker.stats(queues)
             except (RedisError, OSError) as exc:
                 self.tracker._mark_down(exc, "stats")
-        out = {}
-        for queue in queues:
-            out[queue] = await self._stats_from_temporal(queue)
-        return out
+        answers = await asyncio.gather(*(self._stats_from_temporal(q) for q in queues))
+        return dict(zip(queues, answers, strict=True))
 
     async def _stats_from_temporal(self, queue: str) -> dict[str, Any]:
         """Counts from Temporal visibility when Redis cannot answer (slower, coarser)."""

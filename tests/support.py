@@ -16,22 +16,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from activities import Dependencies
 from activities.tracking import JobTrackingInterceptor
 from client.queue import JobQueue
-from client.temporal import connect
-from client.tracking import JobTracker, connect_redis
 from core.config import Settings, load_settings
 from core.queues import QueueName, QueueSpec, load_catalog
-from db.dedup import JobKeyStore
-from db.session import create_engine, create_sessionmaker
 from devtools.devserver import free_port
-from worker import build_worker, prepare_temporal
+from worker import worker_runtime
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -95,19 +89,7 @@ def fast_catalog(**overrides: Any) -> dict[QueueName, QueueSpec]:
 async def make_queue(
     settings: Settings, catalog: dict[QueueName, QueueSpec] | None = None
 ) -> JobQueue:
-    client = await connect(settings)
-    redis = connect_redis(settings)
-    catalog = catalog or load_catalog({})
-    engine = create_engine(settings.database_url)
-    queue = JobQueue(
-        client,
-        settings,
-        tracker=JobTracker(redis, catalog, settings.redis_key_prefix),
-        job_keys=JobKeyStore(create_sessionmaker(engine)),
-        catalog=catalog,
-    )
-    queue._closers = [redis.aclose, engine.dispose]
-    return queue
+    return await JobQueue.connect(settings, catalog=catalog or load_catalog({}))
 
 
 @contextlib.asynccontextmanager
@@ -116,36 +98,12 @@ async def running_workers(
     queues: list[QueueName],
     catalog: dict[QueueName, QueueSpec] | None = None,
 ) -> AsyncIterator[JobTrackingInterceptor]:
-    """The same workers worker.py builds, run inside the test's event loop."""
-    catalog = catalog or load_catalog({})
-    client = await connect(settings)
-    await prepare_temporal(client, settings, catalog, queues)
-    redis = connect_redis(settings)
-    interceptor = JobTrackingInterceptor(JobTracker(redis, catalog, settings.redis_key_prefix))
-    await interceptor.start()
-    engine = create_engine(settings.database_url)
-    http = httpx.AsyncClient(
-        follow_redirects=False, timeout=httpx.Timeout(settings.webhook_timeout_seconds)
-    )
-    deps = Dependencies(settings=settings, http=http, sessions=create_sessionmaker(engine))
-    from datetime import timedelta
-
-    workers = [
-        build_worker(client, catalog[q], deps, interceptor, timedelta(seconds=5)) for q in queues
-    ]
-    try:
+    """The workers worker.py runs, inside the test's event loop (no reconcile loop)."""
+    async with worker_runtime(settings, queues, catalog or load_catalog({})) as runtime:
         async with contextlib.AsyncExitStack() as stack:
-            for w in workers:
-                assert w is not None
-                await stack.enter_async_context(w)
-            yield interceptor
-    finally:
-        await interceptor.stop()
-        for close in deps.closers:
-            await close()
-        await http.aclose()
-        await redis.aclose()
-        await engine.dispose()
+            for worker in runtime.workers.values():
+                await stack.enter_async_context(worker)
+            yield runtime.interceptor
 
 
 async def eventually(
