@@ -39,9 +39,8 @@ from client.tracking import JobTracker, connect_redis
 from core.config import ConfigError, Settings, load_settings
 from core.logging import configure_logging, get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
-from db.migrate import upgrade_database
 from db.session import create_engine, create_sessionmaker
-from workflows import WORKFLOWS_BY_JOB_TYPE
+from workflows.registry import WORKFLOWS_BY_JOB_TYPE
 
 log = get_logger("jobs.worker")
 
@@ -62,6 +61,22 @@ PASSTHROUGH_MODULES = (
     "anyio",
     "cryptography",
 )
+
+
+def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
+    """The sandbox workers run workflows in.
+
+    The sandbox loads and executes a workflow's module again for every workflow run; for
+    short jobs that was about a third of the worker's CPU. Workers therefore pass the
+    ``workflows`` package through too. The workflow and replay tests run ``strict``
+    (workflow modules sandboxed), so a non-deterministic call in workflow code still fails
+    there before it ships.
+    """
+    modules = PASSTHROUGH_MODULES if strict else (*PASSTHROUGH_MODULES, "workflows")
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
+    )
+
 
 RECONCILE_CHECK_S = 5.0
 RECONCILE_FULL_S = 60.0
@@ -108,9 +123,7 @@ def build_worker(
         # Eager activities bypass the task queue, and with it the server-side pause and rate.
         disable_eager_activity_execution=True,
         graceful_shutdown_timeout=shutdown_grace,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=workflow_runner(),
     )
 
 
@@ -236,9 +249,6 @@ async def run(queues: list[QueueName], settings: Settings) -> int:
         stop.request("unhandled error", exit_code=1)
 
     loop.set_exception_handler(on_loop_error)
-
-    if settings.app_env != "production" or os.environ.get("DB_AUTO_MIGRATE") == "true":
-        await asyncio.to_thread(upgrade_database, settings.database_url)
 
     async with worker_runtime(settings, queues, catalog) as runtime:
         if not runtime.workers:

@@ -15,7 +15,7 @@ from activities.heartbeat import auto_heartbeat
 from core.errors import DELIVERY_REJECTED, TARGET_FORBIDDEN
 from core.logging import get_logger
 from db.models import AttemptOutcome
-from db.webhooks import WebhookDeliveryStore
+from db.webhooks import NewDelivery, WebhookDeliveryStore
 from integrations.webhooks import WebhookSender
 
 log = get_logger(__name__)
@@ -64,8 +64,11 @@ class WebhookActivities:
     async def deliver_webhook(self, input: DeliverWebhookInput) -> DeliverWebhookResult:
         info = activity.info()
         max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else 0
-        await self._store.ensure_delivery(
-            input.delivery_id, input.user_id, input.url, input.event_type, input.payload
+        delivery = NewDelivery(
+            user_id=input.user_id,
+            url=input.url,
+            event_type=input.event_type,
+            payload=input.payload,
         )
         started_at = datetime.now(UTC)
         try:
@@ -89,6 +92,7 @@ class WebhookActivities:
                     None,
                     reason,
                     "retry" if reason == "worker shutdown" else "failed",
+                    delivery=delivery,
                 )
             )
             raise
@@ -104,6 +108,7 @@ class WebhookActivities:
             outcome.status_code,
             outcome.error,
             recorded,
+            delivery=delivery,
         )
         if outcome.kind == "delivered":
             assert outcome.status_code is not None

@@ -8,6 +8,7 @@ source of truth and answers when Redis cannot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -58,7 +59,7 @@ from core.queues import QUEUE_OF_JOB_TYPE, QueueName, QueueSpec, load_catalog
 from core.runs import JobRun, run_options
 from db.dedup import JobKeyStore
 from db.session import create_engine, create_sessionmaker
-from workflows import WORKFLOWS_BY_JOB_TYPE
+from workflows.registry import WORKFLOWS_BY_JOB_TYPE
 
 log = get_logger("jobs.client")
 
@@ -281,24 +282,6 @@ class JobQueue:
             if user_id
             else TypedSearchAttributes.empty
         )
-        try:
-            handle = await self.client.start_workflow(
-                WORKFLOW_NAMES[kind],
-                # Parametrised so the job's own fields are serialised, not just the base's.
-                run_model(data=parsed, run=run_options(spec, kind, attempts)),
-                id=job_id,
-                task_queue=queue.value,
-                start_delay=start_delay if start_delay > timedelta(0) else None,
-                priority=Priority(priority_key=priority, fairness_key=user_id),
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                search_attributes=search_attributes,
-            )
-        except BaseException:
-            if explicit_id and self.job_keys is not None:
-                await self.job_keys.release(job_id)
-            raise
-
         delayed = start_delay > timedelta(0)
         fields: dict[str, str | int | float] = {
             "type": kind.value,
@@ -310,18 +293,43 @@ class JobQueue:
             fields["user_id"] = user_id
         if priority is not None:
             fields["priority"] = priority
-        if self.tracker is not None:
-            await self.tracker.apply(
-                Transition(
-                    job_id=job_id,
-                    queue=queue.value,
-                    state=JobState.DELAYED if delayed else JobState.WAITING,
-                    event="added",
-                    fields=fields,
-                    due_ms=now_ms() + int(start_delay.total_seconds() * 1000),
-                    mode="add",
-                )
+        added = Transition(
+            job_id=job_id,
+            queue=queue.value,
+            state=JobState.DELAYED if delayed else JobState.WAITING,
+            event="added",
+            fields=fields,
+            due_ms=now_ms() + int(start_delay.total_seconds() * 1000),
+            mode="add",
+        )
+        # The job record is written while the server starts the workflow, so the Redis
+        # round trip adds nothing to enqueue latency; a failed start takes it back.
+        recording = (
+            asyncio.ensure_future(self.tracker.apply(added)) if self.tracker is not None else None
+        )
+        try:
+            handle = await self.client.start_workflow(
+                WORKFLOW_NAMES[kind],
+                # Parametrised so the job's own fields are serialised, not just the base's.
+                run_model(data=parsed, run=run_options(spec, kind, attempts)),
+                id=job_id,
+                task_queue=queue.value,
+                start_delay=start_delay if delayed else None,
+                priority=Priority(priority_key=priority, fairness_key=user_id),
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=search_attributes,
             )
+        except BaseException:
+            if recording is not None and self.tracker is not None:
+                await recording
+                with contextlib.suppress(RedisError, OSError):
+                    await self.tracker.remove(job_id, queue.value)
+            if explicit_id and self.job_keys is not None:
+                await self.job_keys.release(job_id)
+            raise
+        if recording is not None:
+            await recording
         log.info(
             "job.added",
             job_id=job_id,

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from core.config import Settings
 from core.logging import get_logger
@@ -307,17 +307,32 @@ class JobTracker:
             self.missed_writes += len(transitions)
             return False
         now = now_ms()
+        calls = [self._args(t, now) for t in transitions]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for t in transitions:
-                    keys, args = self._args(t, now)
-                    await self._transition(keys=keys, args=args, client=pipe)
-                await pipe.execute()
+            try:
+                await self._evalsha_all(calls)
+            except NoScriptError:
+                # A restarted Redis forgot the script: load it once and go again.
+                await self.redis.script_load(_TRANSITION)
+                await self._evalsha_all(calls)
         except (RedisError, OSError) as exc:
             self.missed_writes += len(transitions)
             self._mark_down(exc, "transition")
             return False
         return True
+
+    async def _evalsha_all(self, calls: list[tuple[list[str], list[str | int | float]]]) -> None:
+        # EVALSHA directly: a pipelined redis-py Script would first ask SCRIPT EXISTS,
+        # a second round trip on every job start and every enqueue.
+        sha = self._transition.sha
+        if len(calls) == 1:
+            keys, args = calls[0]
+            await self.redis.evalsha(sha, len(keys), *keys, *args)
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            await pipe.execute()
 
     async def remove(self, job_id: str, queue: str) -> None:
         k = self.keys

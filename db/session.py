@@ -49,9 +49,9 @@ def create_engine(database_url: str) -> AsyncEngine:
 
         return engine
     # Workers are many processes; a small pool each keeps the server's connection count sane.
-    return create_async_engine(
-        url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=30
-    )
+    # No pre-ping: it costs a round trip per checkout on the hot path, and a statement that
+    # fails on a connection the server dropped fails its activity, which Temporal retries.
+    return create_async_engine(url, pool_size=5, max_overflow=5, pool_timeout=30, pool_recycle=1800)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

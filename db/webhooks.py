@@ -24,6 +24,24 @@ from db.session import dialect_insert
 MAX_ERROR_CHARS = 2000
 
 
+_STATUS_AFTER: dict[str, DeliveryStatus] = {
+    "delivered": "delivered",
+    "failed": "failed",
+    "retry": "pending",
+}
+
+
+class NewDelivery(BaseModel):
+    """What record_attempt needs to create a delivery row on its first attempt."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    url: str
+    event_type: str
+    payload: dict[str, Any]
+
+
 class DeliveryNotFound(LookupError):
     def __init__(self, delivery_id: str) -> None:
         super().__init__(f"no webhook delivery with id {delivery_id!r}")
@@ -106,28 +124,65 @@ class WebhookDeliveryStore:
         status_code: int | None,
         error: str | None,
         outcome: AttemptOutcome,
+        *,
+        delivery: NewDelivery | None = None,
     ) -> None:
-        """Upsert attempt ``attempt`` and fold it into the delivery's summary.
+        """Upsert attempt ``attempt`` and fold it into the delivery's summary, in one
+        transaction of two statements (this runs once per delivery attempt, on the hot path).
 
-        The delivery's status follows its latest attempt (retry -> pending, delivered,
-        failed); re-recording an older attempt number updates only that attempt's row.
-        Raises DeliveryNotFound if ``ensure_delivery`` was not called first.
+        With ``delivery`` the delivery row is created if missing; without it, it must exist
+        (``ensure_delivery``) or DeliveryNotFound is raised. The delivery's status follows its
+        latest attempt (retry -> pending, delivered, failed); re-recording an older attempt
+        number updates only that attempt's row.
         """
         if outcome not in ATTEMPT_OUTCOMES:
             raise ValueError(f"outcome must be one of {ATTEMPT_OUTCOMES}, not {outcome!r}")
         if error is not None:
             error = error[:MAX_ERROR_CHARS]
         now = utcnow()
+        summary: dict[str, Any] = {
+            "attempts": attempt,
+            "last_status_code": status_code,
+            "last_error": error,
+            "status": _STATUS_AFTER[outcome],
+            "updated_at": now,
+        }
+        if outcome == "delivered":
+            summary["delivered_at"] = now
+        elif outcome == "failed":
+            summary["failed_at"] = now
         async with self._sessionmaker() as session, session.begin():
-            # Write first: it locks the delivery row (PostgreSQL) or takes SQLite's write lock
-            # up front, so concurrent recorders queue instead of deadlocking.
-            touched = await session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id == delivery_id)
-                .values(updated_at=now)
-            )
-            if _rowcount(touched) == 0:
-                raise DeliveryNotFound(delivery_id)
+            # The delivery first: it locks the delivery row (PostgreSQL) or takes SQLite's
+            # write lock up front, so concurrent recorders queue instead of deadlocking.
+            if delivery is not None:
+                insert_delivery = dialect_insert(session, WebhookDelivery).values(
+                    id=delivery_id,
+                    user_id=delivery.user_id,
+                    url=delivery.url,
+                    event_type=delivery.event_type,
+                    payload=delivery.payload,
+                    created_at=now,
+                    **summary,
+                )
+                await session.execute(
+                    insert_delivery.on_conflict_do_update(
+                        index_elements=[WebhookDelivery.id],
+                        set_={name: insert_delivery.excluded[name] for name in summary},
+                        where=WebhookDelivery.attempts <= attempt,
+                    )
+                )
+            else:
+                touched = await session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id == delivery_id, WebhookDelivery.attempts <= attempt)
+                    .values(**summary)
+                )
+                if _rowcount(touched) == 0:
+                    exists = await session.scalar(
+                        select(WebhookDelivery.id).where(WebhookDelivery.id == delivery_id)
+                    )
+                    if exists is None:
+                        raise DeliveryNotFound(delivery_id)
 
             insert = dialect_insert(session, WebhookDeliveryAttempt).values(
                 delivery_id=delivery_id,
@@ -153,23 +208,6 @@ class WebhookDeliveryStore:
                     },
                 )
             )
-
-            delivery = await session.get(WebhookDelivery, delivery_id)
-            if delivery is None:  # deleted between the two statements
-                raise DeliveryNotFound(delivery_id)
-            if attempt < delivery.attempts:
-                return
-            delivery.attempts = attempt
-            delivery.last_status_code = status_code
-            delivery.last_error = error
-            if outcome == "delivered":
-                delivery.status = "delivered"
-                delivery.delivered_at = now
-            elif outcome == "failed":
-                delivery.status = "failed"
-                delivery.failed_at = now
-            else:
-                delivery.status = "pending"
 
     async def get_delivery(self, delivery_id: str) -> DeliveryRecord | None:
         async with self._sessionmaker() as session:

@@ -1,9 +1,5 @@
-"""Deterministic job workflows, one module per job type."""
+"""Deterministic job workflows, one module per job type; ``workflows.registry`` lists them.
 
-from core.jobs import JobType
-from workflows.webhook_delivery import WebhookDeliveryWorkflow
-
-WORKFLOWS_BY_JOB_TYPE: dict[JobType, type] = {
-    JobType.WEBHOOK_DELIVERY: WebhookDeliveryWorkflow,
-}
-WORKFLOWS: list[type] = list(WORKFLOWS_BY_JOB_TYPE.values())
+Kept empty on purpose: the sandbox imports a workflow's package for every workflow run, so
+anything imported here would be re-executed per job.
+"""

@@ -237,3 +237,32 @@ async def test_concurrent_recorders_of_one_delivery(
     assert record is not None
     assert record.attempts == 8
     assert len(await store.list_attempts(delivery_id)) == 8
+
+
+@pytest.mark.asyncio
+async def test_record_attempt_creates_the_delivery_when_given(
+    store: WebhookDeliveryStore, unique_id: Callable[[str], str]
+) -> None:
+    from db.webhooks import NewDelivery
+
+    delivery_id = unique_id("first-attempt")
+    facts = NewDelivery(
+        user_id="u", url="https://a.example/x", event_type="e.one", payload={"n": 1}
+    )
+    await store.record_attempt(
+        delivery_id, 1, _at(0), 3.0, 503, "HTTP 503", "retry", delivery=facts
+    )
+    await store.record_attempt(delivery_id, 2, _at(4), 2.0, 200, None, "delivered", delivery=facts)
+    # A late re-record of attempt 1 updates only that attempt, never the summary.
+    await store.record_attempt(
+        delivery_id, 1, _at(1), 4.0, 502, "HTTP 502", "retry", delivery=facts
+    )
+    record = await store.get_delivery(delivery_id)
+    assert record is not None
+    assert (record.status, record.attempts, record.last_status_code) == ("delivered", 2, 200)
+    assert record.delivered_at is not None and record.payload == {"n": 1}
+    attempts = await store.list_attempts(delivery_id)
+    assert [(a.attempt, a.status_code, a.outcome) for a in attempts] == [
+        (1, 502, "retry"),
+        (2, 200, "delivered"),
+    ]

@@ -398,6 +398,7 @@ async def test_apply_reports_false_and_backs_off_when_redis_is_unreachable(
         # During the back-off Redis is not even asked.
         calls: list[object] = []
         monkeypatch.setattr(down, "pipeline", lambda *a, **k: calls.append(a) or None)
+        monkeypatch.setattr(down, "evalsha", lambda *a, **k: calls.append(a) or None)
         first, second = move("job-2", JobState.WAITING), move("job-3", JobState.WAITING)
         assert await tracker.apply(first, second) is False
         assert calls == []
@@ -410,14 +411,14 @@ async def test_apply_reports_false_and_backs_off_when_redis_is_unreachable(
 async def test_apply_tries_again_after_the_back_off(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings({"REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0"})
     down = connect_redis(settings)
-    real_pipeline = down.pipeline
+    real_evalsha = down.evalsha
     calls: list[bool] = []
 
-    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+    def counting_evalsha(*args: Any, **kwargs: Any) -> Any:
         calls.append(True)
-        return real_pipeline(*args, **kwargs)
+        return real_evalsha(*args, **kwargs)
 
-    monkeypatch.setattr(down, "pipeline", counting_pipeline)
+    monkeypatch.setattr(down, "evalsha", counting_evalsha)
     try:
         tracker = JobTracker(down, DEFAULT_CATALOG, f"bjunit-{uuid.uuid4().hex}:")
         monkeypatch.setattr(tracker, "BACKOFF_S", 0.0)
@@ -475,3 +476,9 @@ async def test_prefixes_keep_trackers_apart(
     finally:
         keys = [key async for key in redis.scan_iter(match=f"{other_prefix}*")]
         await redis.delete(*keys)
+
+
+async def test_transition_script_is_reloaded_after_redis_forgets_it(tracker: JobTracker) -> None:
+    await tracker.redis.script_flush()
+    assert await tracker.apply(move("job-flushed", JobState.WAITING)) is True
+    assert (await tracker.job("job-flushed") or {}).get("state") == "waiting"

@@ -9,10 +9,9 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from worker import PASSTHROUGH_MODULES
-from workflows import WORKFLOWS
+from worker import workflow_runner
+from workflows.registry import WORKFLOWS
 
 pytestmark = pytest.mark.workflow
 
@@ -29,9 +28,7 @@ async def test_recorded_history_replays(history: WorkflowHistory):
     replayer = Replayer(
         workflows=WORKFLOWS,
         data_converter=pydantic_data_converter,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=workflow_runner(strict=True),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

@@ -11,14 +11,13 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.webhooks import DELIVERY_FAILED, DeliverWebhookInput, DeliverWebhookResult
 from core.errors import DELIVERY_REJECTED
 from core.jobs import JobType, WebhookDeliveryJobData
 from core.queues import DEFAULT_CATALOG, QueueName
 from core.runs import JobRun, run_options
-from worker import PASSTHROUGH_MODULES
+from worker import workflow_runner
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 pytestmark = pytest.mark.workflow
@@ -49,9 +48,7 @@ async def run_with(env: WorkflowEnvironment, deliver, attempts: int | None = Non
         task_queue=queue,
         workflows=[WebhookDeliveryWorkflow],
         activities=[deliver],
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=workflow_runner(strict=True),
     ):
         return await env.client.execute_workflow(
             WebhookDeliveryWorkflow.run,
