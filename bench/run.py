@@ -37,8 +37,6 @@ from typing import Any
 
 import psycopg
 import redis
-from psycopg import sql
-from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -70,12 +68,10 @@ from core.logging import configure_logging
 from core.queues import DEFAULT_CATALOG, QueueName, load_catalog
 from db.migrate import upgrade_database
 from devtools.devserver import DevServer, temporal_cli_path
+from devtools.scratch import create_postgres_database, drop_postgres_database
 from emulators.webhook_receiver import WebhookReceiver
 from worker import prepare_temporal
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 REDIS_URL = "redis://127.0.0.1:6379/0"
 WEBHOOKS = QueueName.WEBHOOKS.value
 CONCURRENCY = DEFAULT_CATALOG[QueueName.WEBHOOKS].concurrency
@@ -134,18 +130,11 @@ def log(message: str) -> None:
 
 
 def create_database() -> tuple[str, str]:
-    name = f"bj_bench_{uuid.uuid4().hex}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
-    return name, url.render_as_string(hide_password=False)
+    return create_postgres_database("bj_bench")
 
 
 def drop_database(name: str) -> None:
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    drop_postgres_database(name)
 
 
 def delete_redis_keys(prefix: str) -> int:

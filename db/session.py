@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -60,7 +60,7 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 def dialect_insert(
-    session: AsyncSession, model: type[DeclarativeBase]
+    session: AsyncSession, model: type[DeclarativeBase] | Table
 ) -> postgresql.Insert | sqlite.Insert:
     """An INSERT with ``on_conflict_do_*`` for the session's backend."""
     name = session.get_bind().dialect.name

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Result, select, update
+from sqlalchemy import Executable, Result, Table, bindparam, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -81,11 +82,85 @@ def _rowcount(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
+@dataclass(frozen=True)
+class _Statements:
+    """The hot-path statements of record_attempt, with bound parameters."""
+
+    upsert_delivery: Executable
+    update_delivery: Executable
+    upsert_attempt: Executable
+
+    @classmethod
+    def build(cls, session: AsyncSession) -> _Statements:
+        # Plain tables, not the ORM classes: executing against the classes goes through the
+        # ORM's bulk-persistence layer, which costs more than the statements themselves.
+        delivery_table = cast(Table, WebhookDelivery.__table__)
+        attempt_table = cast(Table, WebhookDeliveryAttempt.__table__)
+        delivery, attempt = delivery_table.c, attempt_table.c
+        summary: dict[str, Any] = {
+            "attempts": bindparam("attempt"),
+            "last_status_code": bindparam("status_code"),
+            "last_error": bindparam("error"),
+            "status": bindparam("status"),
+            "updated_at": bindparam("now"),
+        }
+        new_delivery = dialect_insert(session, delivery_table).values(
+            id=bindparam("delivery_id"),
+            user_id=bindparam("user_id"),
+            url=bindparam("url"),
+            event_type=bindparam("event_type"),
+            payload=bindparam("payload", type_=delivery.payload.type),
+            created_at=bindparam("now"),
+            delivered_at=bindparam("delivered_at"),
+            failed_at=bindparam("failed_at"),
+            **summary,
+        )
+        excluded = new_delivery.excluded
+        upsert_delivery = new_delivery.on_conflict_do_update(
+            index_elements=[delivery.id],
+            set_={
+                **{name: excluded[name] for name in summary},
+                "delivered_at": func.coalesce(excluded.delivered_at, delivery.delivered_at),
+                "failed_at": func.coalesce(excluded.failed_at, delivery.failed_at),
+            },
+            where=delivery.attempts <= excluded.attempts,
+        )
+        update_delivery = (
+            update(WebhookDelivery)
+            .where(
+                delivery.id == bindparam("delivery_id"), delivery.attempts <= bindparam("attempt")
+            )
+            .values(
+                **summary,
+                delivered_at=func.coalesce(bindparam("delivered_at"), delivery.delivered_at),
+                failed_at=func.coalesce(bindparam("failed_at"), delivery.failed_at),
+            )
+        )
+        new_attempt = dialect_insert(session, attempt_table).values(
+            delivery_id=bindparam("delivery_id"),
+            attempt=bindparam("attempt"),
+            started_at=bindparam("started_at"),
+            duration_ms=bindparam("duration_ms"),
+            status_code=bindparam("status_code"),
+            error=bindparam("error"),
+            outcome=bindparam("outcome"),
+        )
+        upsert_attempt = new_attempt.on_conflict_do_update(
+            index_elements=[attempt.delivery_id, attempt.attempt],
+            set_={
+                name: new_attempt.excluded[name]
+                for name in ("started_at", "duration_ms", "status_code", "error", "outcome")
+            },
+        )
+        return cls(upsert_delivery, update_delivery, upsert_attempt)
+
+
 class WebhookDeliveryStore:
     """Reads and writes the delivery log; every write is idempotent on its ids."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
+        self._built: dict[str, _Statements] = {}
 
     async def ensure_delivery(
         self,
@@ -140,74 +215,45 @@ class WebhookDeliveryStore:
         if error is not None:
             error = error[:MAX_ERROR_CHARS]
         now = utcnow()
-        summary: dict[str, Any] = {
-            "attempts": attempt,
-            "last_status_code": status_code,
-            "last_error": error,
+        params: dict[str, Any] = {
+            "delivery_id": delivery_id,
+            "attempt": attempt,
+            "started_at": started_at,
+            "duration_ms": duration_ms,
+            "status_code": status_code,
+            "error": error,
+            "outcome": outcome,
             "status": _STATUS_AFTER[outcome],
-            "updated_at": now,
+            "now": now,
+            "delivered_at": now if outcome == "delivered" else None,
+            "failed_at": now if outcome == "failed" else None,
         }
-        if outcome == "delivered":
-            summary["delivered_at"] = now
-        elif outcome == "failed":
-            summary["failed_at"] = now
         async with self._sessionmaker() as session, session.begin():
+            statements = self._statements(session)
             # The delivery first: it locks the delivery row (PostgreSQL) or takes SQLite's
             # write lock up front, so concurrent recorders queue instead of deadlocking.
             if delivery is not None:
-                insert_delivery = dialect_insert(session, WebhookDelivery).values(
-                    id=delivery_id,
-                    user_id=delivery.user_id,
-                    url=delivery.url,
-                    event_type=delivery.event_type,
-                    payload=delivery.payload,
-                    created_at=now,
-                    **summary,
-                )
                 await session.execute(
-                    insert_delivery.on_conflict_do_update(
-                        index_elements=[WebhookDelivery.id],
-                        set_={name: insert_delivery.excluded[name] for name in summary},
-                        where=WebhookDelivery.attempts <= attempt,
-                    )
+                    statements.upsert_delivery, {**params, **delivery.model_dump()}
                 )
             else:
-                touched = await session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id == delivery_id, WebhookDelivery.attempts <= attempt)
-                    .values(**summary)
-                )
+                touched = await session.execute(statements.update_delivery, params)
                 if _rowcount(touched) == 0:
                     exists = await session.scalar(
                         select(WebhookDelivery.id).where(WebhookDelivery.id == delivery_id)
                     )
                     if exists is None:
                         raise DeliveryNotFound(delivery_id)
+            await session.execute(statements.upsert_attempt, params)
 
-            insert = dialect_insert(session, WebhookDeliveryAttempt).values(
-                delivery_id=delivery_id,
-                attempt=attempt,
-                started_at=started_at,
-                duration_ms=duration_ms,
-                status_code=status_code,
-                error=error,
-                outcome=outcome,
-            )
-            await session.execute(
-                insert.on_conflict_do_update(
-                    index_elements=[
-                        WebhookDeliveryAttempt.delivery_id,
-                        WebhookDeliveryAttempt.attempt,
-                    ],
-                    set_={
-                        "started_at": insert.excluded.started_at,
-                        "duration_ms": insert.excluded.duration_ms,
-                        "status_code": insert.excluded.status_code,
-                        "error": insert.excluded.error,
-                        "outcome": insert.excluded.outcome,
-                    },
-                )
-            )
+    def _statements(self, session: AsyncSession) -> _Statements:
+        # Built once per backend and executed with parameters: building these statements
+        # per call (the excluded-alias and column coercions) cost more CPU than the database.
+        name = session.get_bind().dialect.name
+        built = self._built.get(name)
+        if built is None:
+            built = self._built[name] = _Statements.build(session)
+        return built
 
     async def get_delivery(self, delivery_id: str) -> DeliveryRecord | None:
         async with self._sessionmaker() as session:

@@ -13,9 +13,8 @@ from client.queue import JobQueue
 from core.config import Settings
 from db.migrate import upgrade_database
 from devtools.devserver import DevServer
+from devtools.scratch import create_postgres_database, drop_postgres_database
 from tests.support import (
-    create_postgres_database,
-    drop_postgres_database,
     make_queue,
     new_key,
     settings_from,

@@ -16,10 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psycopg
-from psycopg import sql
-from sqlalchemy.engine import make_url
-
 from activities.tracking import JobTrackingInterceptor
 from client.queue import JobQueue
 from core.config import Settings, load_settings
@@ -28,26 +24,7 @@ from devtools.devserver import free_port
 from worker import worker_runtime
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_ADMIN_URL = os.environ.get(
-    "TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 T = TypeVar("T")
-
-
-def create_postgres_database() -> tuple[str, str]:
-    """A new empty database on the shared server: (name, async URL)."""
-    name = f"bj_test_{uuid.uuid4().hex}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
-    return name, url.render_as_string(hide_password=False)
-
-
-def drop_postgres_database(name: str) -> None:
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 def test_env(

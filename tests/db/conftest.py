@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.migrate import upgrade_database
 from db.session import create_engine, create_sessionmaker
-from tests.support import create_postgres_database, drop_postgres_database
+from devtools.scratch import create_postgres_database, drop_postgres_database
 
 
 @pytest.fixture
