@@ -331,7 +331,7 @@ def render_markdown(r: Results) -> str:
     return "\n\n".join(
         [
             _markdown_table(rows(r)),
-            "Per run (ABAB order):",
+            "Per run (ABBA order):",
             _phase_table(r),
             _facts(r),
         ]

@@ -6,7 +6,7 @@
 What it does, in one run on one dev server it starts itself (SQLite file in a temp dir, WAL):
 
 1. ``get_all_queue_stats`` latency with an empty system.
-2. Rounds of bare / ours (ABAB), each with its worker in a separate process started for the
+2. Rounds of bare / ours (ABBA), each with its worker in a separate process started for the
    phase: pick-up latency at a light load, then a throughput run of N jobs with 32 enqueues in
    flight (enqueue latency under load, server and worker CPU seconds, worker peak RSS).
 3. Enqueue latency idle (no worker running; ours interleaved with bare, one call at a time).
@@ -83,7 +83,7 @@ Enqueue = Callable[[int], Awaitable[str]]
 
 @dataclass(frozen=True)
 class Plan:
-    rounds: int  # ABAB: each round is one bare phase and one ours phase
+    rounds: int  # ABBA: each round is one bare and one ours phase, order alternating
     throughput_jobs: int
     in_flight: int
     pickup_jobs: int  # per phase
@@ -534,7 +534,10 @@ class Bench:
             results.stats_empty_ms, _ = await self.stats_latency(plan.stats_calls)
 
             for round_no in range(1, plan.rounds + 1):
-                for system in ("bare", "ours"):
+                # ABBA: the dev server's cost per job grows with its database over a run, so
+                # alternating which system goes first keeps that drift out of the ratios.
+                order = ("bare", "ours") if round_no % 2 else ("ours", "bare")
+                for system in order:
                     log(f"round {round_no}: {system} (pick-up, then {plan.throughput_jobs} jobs)")
                     phase = await self.phase(system, round_no)
                     results.phases.append(phase)
@@ -588,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     parser.add_argument(
-        "--rounds", type=int, help="bare/ours rounds (ABAB...); default 2 (1 with --quick)"
+        "--rounds", type=int, help="bare/ours rounds (ABBA...); default 2 (1 with --quick)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
     parser.add_argument("--json", type=Path, help="also write the raw results to this file")

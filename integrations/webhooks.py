@@ -143,10 +143,14 @@ async def resolve_public_target(host: str, port: int, allow_private: bool) -> st
     and ``OSError`` (``socket.gaierror``) if the name does not resolve.
     """
     name = host.strip("[]")
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )
-    addresses = [str(info[4][0]) for info in infos]
+    try:
+        # An address literal needs no lookup (which would cost a thread-pool round trip).
+        addresses = [str(ipaddress.ip_address(name))]
+    except ValueError:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+        addresses = [str(info[4][0]) for info in infos]
     if not addresses:
         raise OSError(f"no address for {name!r}")
     if not allow_private:
