@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -182,7 +182,7 @@ class JobQueue:
         self.catalog = dict(catalog or load_catalog())
         self.tracker = tracker
         self.job_keys = job_keys
-        self._closers: list[Any] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     @classmethod
     async def connect(
@@ -460,7 +460,7 @@ class JobQueue:
             try:
                 return await self.tracker.stats(queues)
             except (RedisError, OSError) as exc:
-                self.tracker._mark_down(exc, "stats")
+                self.tracker.mark_down(exc, "stats")
         answers = await asyncio.gather(*(self._stats_from_temporal(q) for q in queues))
         return dict(zip(queues, answers, strict=True))
 
@@ -538,7 +538,7 @@ class JobQueue:
             await self.tracker.set_paused(queue, paused)
         except (RedisError, OSError) as exc:
             # The reconciler copies the server's state back into Redis.
-            self.tracker._mark_down(exc, "pause")
+            self.tracker.mark_down(exc, "pause")
 
     async def _finish(self, job_id: str, queue: str, state: JobState, reason: str) -> None:
         if self.tracker is None:

@@ -258,7 +258,8 @@ class JobTracker:
     def reachable(self) -> bool:
         return time.monotonic() >= self._skip_until
 
-    def _mark_down(self, exc: BaseException, operation: str) -> None:
+    def mark_down(self, exc: BaseException, operation: str) -> None:
+        """Note a failed Redis call: skip Redis for BACKOFF_S instead of timing out per job."""
         if self.reachable:
             log.warning("redis.unavailable", operation=operation, error=type(exc).__name__)
         self._skip_until = time.monotonic() + self.BACKOFF_S
@@ -317,7 +318,7 @@ class JobTracker:
                 await self._evalsha_all(calls)
         except (RedisError, OSError) as exc:
             self.missed_writes += len(transitions)
-            self._mark_down(exc, "transition")
+            self.mark_down(exc, "transition")
             return False
         return True
 
