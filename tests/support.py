@@ -16,8 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from temporalio.client import Client
+from temporalio.worker import Worker
+
 from activities.tracking import JobTrackingInterceptor
 from client.queue import JobQueue
+from client.temporal import connect
+from client.tracking import JobTracker, connect_redis
 from core.config import Settings, load_settings
 from core.queues import QueueName, QueueSpec, load_catalog
 from devtools.devserver import free_port
@@ -81,6 +86,27 @@ async def running_workers(
             for worker in runtime.workers.values():
                 await stack.enter_async_context(worker)
             yield runtime.interceptor
+
+
+@contextlib.asynccontextmanager
+async def tracked_worker(
+    settings: Settings, task_queue: str, **worker_options: Any
+) -> AsyncIterator[Client]:
+    """A plain Worker for test-defined workflows, with the product's job tracking."""
+    client = await connect(settings)
+    redis = connect_redis(settings)
+    interceptor = JobTrackingInterceptor(
+        JobTracker(redis, load_catalog({}), settings.redis_key_prefix)
+    )
+    await interceptor.start()
+    try:
+        async with Worker(
+            client, task_queue=task_queue, interceptors=[interceptor], **worker_options
+        ):
+            yield client
+    finally:
+        await interceptor.stop()
+        await redis.aclose()
 
 
 async def eventually(

@@ -10,16 +10,12 @@ import pytest
 from temporalio import activity, workflow
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import RetryPolicy
-from temporalio.worker import Worker
 from temporalio.workflow import ActivityCancellationType
 
-from activities.tracking import JobTrackingInterceptor
 from client.queue import JobQueue
-from client.temporal import connect
-from client.tracking import JobState, JobTracker, connect_redis
+from client.tracking import JobState
 from core.config import Settings
-from core.queues import load_catalog
-from tests.support import eventually
+from tests.support import eventually, tracked_worker
 
 pytestmark = pytest.mark.integration
 
@@ -45,35 +41,22 @@ class StubbornJob:
 
 
 async def test_unresponsive_job_is_terminated_after_grace(settings: Settings, job_queue: JobQueue):
-    client = await connect(settings)
-    redis = connect_redis(settings)
-    interceptor = JobTrackingInterceptor(
-        JobTracker(redis, load_catalog({}), settings.redis_key_prefix)
-    )
-    await interceptor.start()
     queue = f"stubborn-{uuid.uuid4().hex[:8]}"
     job_id = f"stubborn-{uuid.uuid4().hex}"
-    try:
-        async with Worker(
-            client,
-            task_queue=queue,
-            workflows=[StubbornJob],
-            activities=[stubborn],
-            interceptors=[interceptor],
-            graceful_shutdown_timeout=timedelta(seconds=1),
-        ):
-            await client.start_workflow(StubbornJob.run, id=job_id, task_queue=queue)
-            await eventually(
-                lambda: job_queue.get_job(job_id), lambda i: i.state is JobState.ACTIVE
-            )
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            await job_queue.cancel_job(job_id)
-            waited = loop.time() - started
-            RELEASE.set()
-    finally:
-        await interceptor.stop()
-        await redis.aclose()
+    async with tracked_worker(
+        settings,
+        queue,
+        workflows=[StubbornJob],
+        activities=[stubborn],
+        graceful_shutdown_timeout=timedelta(seconds=1),
+    ) as client:
+        await client.start_workflow(StubbornJob.run, id=job_id, task_queue=queue)
+        await eventually(lambda: job_queue.get_job(job_id), lambda i: i.state is JobState.ACTIVE)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await job_queue.cancel_job(job_id)
+        waited = loop.time() - started
+        RELEASE.set()
     # The grace period of the test settings is 3 s.
     assert settings.job_cancel_grace_seconds <= waited < settings.job_cancel_grace_seconds + 3
     desc = await client.get_workflow_handle(job_id).describe()

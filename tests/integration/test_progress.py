@@ -8,16 +8,13 @@ from datetime import timedelta
 import pytest
 from pydantic import BaseModel
 from temporalio import activity, workflow
-from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.tracking import JobTrackingInterceptor, report_progress, report_workflow_progress
+from activities.tracking import report_progress, report_workflow_progress
 from client.queue import JobQueue
-from client.temporal import connect
-from client.tracking import JobState, JobTracker, connect_redis
+from client.tracking import JobState
 from core.config import Settings
-from core.queues import load_catalog
-from tests.support import eventually
+from tests.support import eventually, tracked_worker
 from worker import PASSTHROUGH_MODULES
 
 pytestmark = pytest.mark.integration
@@ -45,34 +42,21 @@ class ProgressProbe:
 
 
 async def test_progress_from_workflow_and_activity(settings: Settings, job_queue: JobQueue):
-    client = await connect(settings)
-    redis = connect_redis(settings)
-    interceptor = JobTrackingInterceptor(
-        JobTracker(redis, load_catalog({}), settings.redis_key_prefix)
-    )
-    await interceptor.start()
     queue = f"progress-{uuid.uuid4().hex[:8]}"
     job_id = f"progress-{uuid.uuid4().hex}"
-    try:
-        async with Worker(
-            client,
-            task_queue=queue,
-            workflows=[ProgressProbe],
-            activities=[progress_step],
-            interceptors=[interceptor],
-            workflow_runner=SandboxedWorkflowRunner(
-                restrictions=SandboxRestrictions.default.with_passthrough_modules(
-                    *PASSTHROUGH_MODULES, "tests"
-                )
-            ),
-        ):
-            await client.execute_workflow(ProgressProbe.run, id=job_id, task_queue=queue)
-            await eventually(
-                lambda: job_queue.get_job(job_id), lambda i: i.state is JobState.COMPLETED
+    async with tracked_worker(
+        settings,
+        queue,
+        workflows=[ProgressProbe],
+        activities=[progress_step],
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                *PASSTHROUGH_MODULES, "tests"
             )
-    finally:
-        await interceptor.stop()
-        await redis.aclose()
+        ),
+    ) as client:
+        await client.execute_workflow(ProgressProbe.run, id=job_id, task_queue=queue)
+        await eventually(lambda: job_queue.get_job(job_id), lambda i: i.state is JobState.COMPLETED)
     events = [fields for _, fields in await job_queue.get_job_events(job_id)]
     progress = [int(e["progress"]) for e in events if e["event"] == "progress"]
     assert progress == [10, 40, 95]

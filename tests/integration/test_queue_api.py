@@ -6,7 +6,6 @@ import asyncio
 import functools
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -26,16 +25,10 @@ from core.errors import (
 from core.queues import QueueName
 from db.session import create_engine, create_sessionmaker
 from db.webhooks import WebhookDeliveryStore
-from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver, new_secret
+from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver
 from tests.support import eventually, fast_catalog, make_queue, running_workers
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    async with WebhookReceiver(secret=new_secret()) as server:
-        yield server
 
 
 def data(receiver: WebhookReceiver, path: str, user: str = "user-1", **payload: object):

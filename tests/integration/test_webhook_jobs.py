@@ -11,16 +11,10 @@ from client.queue import JobQueue
 from client.tracking import JobState
 from core.config import Settings
 from core.queues import QueueName
-from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver, new_secret
+from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver
 from tests.support import eventually, running_workers
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    async with WebhookReceiver(secret=new_secret()) as server:
-        yield server
 
 
 def webhook_data(

@@ -6,14 +6,14 @@ import asyncio
 import functools
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from client.queue import JobQueue
 from client.tracking import JobState
-from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver, new_secret
+from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver
 from tests.support import (
     RedisServer,
     WorkerProcess,
@@ -23,12 +23,6 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    async with WebhookReceiver(secret=new_secret()) as server:
-        yield server
 
 
 @pytest.fixture
