@@ -157,8 +157,10 @@ async def get_job(job_id: str, *, user_id: str | None = None) -> JobInfo:
     return await (await get_queue()).get_job(job_id, user_id=user_id)
 
 
-async def get_job_events(job_id: str, after: str = "-") -> list[tuple[str, dict[str, str]]]:
-    return await (await get_queue()).get_job_events(job_id, after)
+async def get_job_events(
+    job_id: str, after: str = "-", *, user_id: str | None = None
+) -> list[tuple[str, dict[str, str]]]:
+    return await (await get_queue()).get_job_events(job_id, after, user_id=user_id)
 
 
 async def get_queue_stats(queue_name: str) -> dict[str, Any]:

@@ -439,9 +439,14 @@ class JobQueue:
             return None, failure_reason(exc) if state is JobState.FAILED else None
 
     async def get_job_events(
-        self, job_id: str, after: str = "-"
+        self, job_id: str, after: str = "-", *, user_id: str | None = None
     ) -> list[tuple[str, dict[str, str]]]:
-        """The job's lifecycle events after offset ``after``, oldest first (replayable)."""
+        """The job's lifecycle events after offset ``after``, oldest first (replayable).
+
+        With ``user_id``, another user's job is not found (JobNotFound), as in get_job.
+        """
+        if user_id is not None:
+            await self.get_job(job_id, user_id=user_id)
         if self.tracker is None:
             return []
         return await self.tracker.events(job_id, after)

@@ -264,6 +264,9 @@ async def test_stats_and_per_user_visibility(
     assert (await job_queue.get_job(job.id, user_id="alice")).id == job.id
     with pytest.raises(JobNotFound):
         await job_queue.get_job(job.id, user_id="mallory")
+    with pytest.raises(JobNotFound):
+        await job_queue.get_job_events(job.id, user_id="mallory")
+    assert await job_queue.get_job_events(job.id, user_id="alice")
     every = await job_queue.get_all_queue_stats()
     assert set(every) == {q.value for q in QueueName}
     for stats in every.values():
