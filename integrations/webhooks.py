@@ -25,18 +25,17 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Literal
 
 import httpcore
 import httpx
 
+from integrations.errors import parse_retry_after
+
 SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v1"
 USER_AGENT = "BottleneckBots-Webhooks/1"
 DEFAULT_TOLERANCE_S = 300
-MAX_RETRY_AFTER_S = 3600.0
 MAX_ERROR_CHARS = 200
 # Enough to let a normal response finish (so the connection is reused) without buffering
 # an arbitrarily large body from a hostile receiver.
@@ -171,23 +170,6 @@ class DeliveryOutcome:
     error: str | None
     retry_after: float | None
     duration_ms: float
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), capped at 1 hour."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isascii() and text.isdigit():
-        return min(float(text), MAX_RETRY_AFTER_S)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    delta = (when - (now or datetime.now(UTC))).total_seconds()
-    return min(max(delta, 0.0), MAX_RETRY_AFTER_S)
 
 
 def _short(text: str) -> str:

@@ -30,11 +30,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver, new_secret
+from integrations.errors import parse_retry_after
 from integrations.webhooks import (
     DeliveryOutcome,
     TargetForbidden,
     WebhookSender,
-    parse_retry_after,
     resolve_public_target,
     sign,
     signing_key,
