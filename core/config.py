@@ -55,6 +55,21 @@ class Settings(BaseSettings):
     # How long a stopping worker lets running activities finish (PRD: under 60 s).
     worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0, le=55)
 
+    # Email providers (the clients append their own paths; emulators stand in locally).
+    google_oauth_token_url: str = "https://oauth2.googleapis.com/token"
+    gmail_api_base_url: str = "https://gmail.googleapis.com"
+    google_client_id: str = ""
+    google_client_secret: str = ""
+    microsoft_oauth_token_url: str = "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+    graph_api_base_url: str = "https://graph.microsoft.com/v1.0"
+    microsoft_client_id: str = ""
+    microsoft_client_secret: str = ""
+    # The anthropic SDK reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL itself.
+    email_draft_model: str = "claude-sonnet-4-5"
+    email_draft_max_tokens: int = Field(default=1024, ge=64, le=8192)
+    # Key for OAuth tokens at rest (base64 of 32 bytes); generated under var/ outside production.
+    token_encryption_key: str | None = None
+
     webhook_allow_private_targets: bool = False
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
