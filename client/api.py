@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from client.queue import Job, JobInfo, JobQueue
@@ -151,6 +151,19 @@ async def add_webhook_delivery_job(
     job_id: str | None = None,
 ) -> Job:
     return await _add_typed(JobType.WEBHOOK_DELIVERY, data, delay, priority, attempts, job_id)
+
+
+async def connect_email_account(
+    user_id: str,
+    provider: str,
+    email_address: str,
+    access_token: str,
+    refresh_token: str,
+    expires_at: datetime,
+) -> str:
+    return await (await get_queue()).connect_email_account(
+        user_id, provider, email_address, access_token, refresh_token, expires_at
+    )
 
 
 async def get_job(job_id: str, *, user_id: str | None = None) -> JobInfo:

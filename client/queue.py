@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, ValidationError
 from redis.exceptions import RedisError
 from temporalio.api.common.v1 import WorkflowExecution as WorkflowExecutionRef
 from temporalio.api.enums.v1 import EventType, PendingActivityState
@@ -42,7 +42,9 @@ from client import admin
 from client.temporal import connect
 from client.tracking import JobState, JobTracker, Transition, connect_redis, now_ms
 from core.config import Settings, get_settings
+from core.crypto import TokenCipher, token_key
 from core.errors import (
+    InvalidArguments,
     InvalidJobData,
     InvalidJobState,
     JobNotFound,
@@ -53,11 +55,12 @@ from core.errors import (
     describe_problems,
 )
 from core.failures import failure_reason
-from core.jobs import JOB_DATA_MODELS, WORKFLOW_NAMES, JobData, JobType, user_id_of
+from core.jobs import JOB_DATA_MODELS, WORKFLOW_NAMES, JobData, JobType, NonEmptyId, user_id_of
 from core.logging import get_logger
 from core.queues import QUEUE_OF_JOB_TYPE, QueueName, QueueSpec, load_catalog
 from core.runs import JobRun, run_options
 from db.dedup import JobKeyStore
+from db.email import EmailAccountStore
 from db.session import create_engine, create_sessionmaker
 from workflows.registry import WORKFLOWS_BY_JOB_TYPE
 
@@ -165,6 +168,17 @@ def _state_from_description(desc: WorkflowExecutionDescription) -> JobState:
     return JobState.WAITING
 
 
+class ConnectEmailAccount(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    user_id: NonEmptyId
+    provider: Literal["gmail", "outlook"]
+    email_address: EmailStr
+    access_token: str = Field(min_length=1, repr=False)
+    refresh_token: str = Field(min_length=1, repr=False)
+    expires_at: AwareDatetime
+
+
 class JobQueue:
     """All queue operations; module-level functions use one shared instance."""
 
@@ -176,12 +190,14 @@ class JobQueue:
         tracker: JobTracker | None,
         job_keys: JobKeyStore | None,
         catalog: Mapping[QueueName, QueueSpec] | None = None,
+        accounts: EmailAccountStore | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.catalog = dict(catalog or load_catalog())
         self.tracker = tracker
         self.job_keys = job_keys
+        self.accounts = accounts
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     @classmethod
@@ -197,12 +213,14 @@ class JobQueue:
         client = await connect(settings)
         redis = connect_redis(settings)
         engine = create_engine(settings.database_url)
+        sessions = create_sessionmaker(engine)
         queue = cls(
             client,
             settings,
             tracker=JobTracker(redis, catalog, settings.redis_key_prefix),
-            job_keys=JobKeyStore(create_sessionmaker(engine)),
+            job_keys=JobKeyStore(sessions),
             catalog=catalog,
+            accounts=EmailAccountStore(sessions, TokenCipher(token_key(settings))),
         )
         queue._closers = [redis.aclose, engine.dispose]
         return queue
@@ -339,6 +357,40 @@ class JobQueue:
             priority=priority,
         )
         return Job(job_id, queue.value, kind, run_id=handle.first_execution_run_id)
+
+    # -- mailboxes -------------------------------------------------------------------
+
+    async def connect_email_account(
+        self,
+        user_id: str,
+        provider: str,
+        email_address: str,
+        access_token: str,
+        refresh_token: str,
+        expires_at: datetime,
+    ) -> str:
+        """Register a user's mailbox (tokens encrypted at rest); returns the account id that
+        ``EmailSyncJobData.account_id`` names. Connecting it again replaces the tokens."""
+        if self.accounts is None:
+            raise RuntimeError("this JobQueue has no database for email accounts")
+        try:
+            account = ConnectEmailAccount(
+                user_id=user_id,
+                provider=provider,
+                email_address=email_address,
+                access_token=access_token,
+                refresh_token=refresh_token,
+                expires_at=expires_at,
+            )
+        except ValidationError as exc:
+            raise InvalidArguments(
+                "connect_email_account", describe_problems(exc.errors())
+            ) from None
+        account_id = await self.accounts.connect(**account.model_dump())
+        log.info(
+            "email_account.connected", account_id=account_id, provider=provider, user_id=user_id
+        )
+        return account_id
 
     # -- reading ---------------------------------------------------------------------
 

@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     def _production_rules(self) -> Settings:
         if self.app_env == "production" and not self.payload_encryption_key:
             raise ValueError("PAYLOAD_ENCRYPTION_KEY is required when APP_ENV=production")
+        if self.app_env == "production" and not self.token_encryption_key:
+            raise ValueError("TOKEN_ENCRYPTION_KEY is required when APP_ENV=production")
         return self
 
     @property

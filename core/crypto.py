@@ -80,3 +80,31 @@ class EncryptionCodec(PayloadCodec):
             original.ParseFromString(self._aead.decrypt(nonce, sealed, None))
             out.append(original)
         return out
+
+
+def token_key(settings: Settings) -> bytes:
+    if settings.token_encryption_key:
+        return decode_key(settings.token_encryption_key, variable="TOKEN_ENCRYPTION_KEY")
+    return local_key_file("token.key")
+
+
+class TokenCipher:
+    """AES-256-GCM for OAuth tokens at rest (NFR-034); the row id is bound as associated
+    data, so a ciphertext copied onto another account's row does not decrypt."""
+
+    PREFIX = "v1:"
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def encrypt(self, plaintext: str, *, bound_to: str) -> str:
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, plaintext.encode(), bound_to.encode())
+        return self.PREFIX + base64.b64encode(nonce + sealed).decode()
+
+    def decrypt(self, ciphertext: str, *, bound_to: str) -> str:
+        if not ciphertext.startswith(self.PREFIX):
+            raise ValueError("not a token ciphertext of this system")
+        raw = base64.b64decode(ciphertext[len(self.PREFIX) :])
+        nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+        return self._aead.decrypt(nonce, sealed, bound_to.encode()).decode()

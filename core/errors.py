@@ -24,6 +24,16 @@ class InvalidJobData(JobError, ValueError):
         super().__init__(f"invalid data for job type {job_type!r}: {detail}")
 
 
+class InvalidArguments(JobError, ValueError):
+    """Arguments of a client call (other than job data) failed validation; names each field."""
+
+    def __init__(self, operation: str, problems: dict[str, str]) -> None:
+        self.operation = operation
+        self.problems = problems
+        detail = "; ".join(f"{field}: {rule}" for field, rule in problems.items())
+        super().__init__(f"invalid arguments to {operation}: {detail}")
+
+
 class UnknownQueue(JobError, ValueError):
     def __init__(self, name: object, known: list[str]) -> None:
         super().__init__(f"unknown queue {name!r}; known queues: {', '.join(known)}")

@@ -1,4 +1,5 @@
-"""Tables: webhook delivery log, its attempts, and job-id deduplication keys.
+"""Tables: webhook delivery log and attempts, job-id deduplication keys, connected mailboxes,
+synced messages, email sync history and AI drafts.
 
 Webhook secrets are never stored: a delivery row holds only what is safe to show a user.
 Keep ``db/migrations/versions`` in step with every change here.
@@ -91,3 +92,105 @@ class JobDedupKey(Base):
     user_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+EmailProvider = Literal["gmail", "outlook"]
+AccountState = Literal["active", "needs_reauth"]
+SyncStatus = Literal["running", "completed", "failed"]
+EMAIL_PROVIDERS: tuple[str, ...] = get_args(EmailProvider)
+ACCOUNT_STATES: tuple[str, ...] = get_args(AccountState)
+SYNC_STATUSES: tuple[str, ...] = get_args(SyncStatus)
+
+
+class EmailAccount(Base):
+    """A connected mailbox. Tokens are stored only as ciphertext (core.crypto.TokenCipher)."""
+
+    __tablename__ = "email_accounts"
+    __table_args__ = (
+        UniqueConstraint("user_id", "provider", "email_address"),
+        CheckConstraint(_one_of("provider", EMAIL_PROVIDERS), name="provider"),
+        CheckConstraint(_one_of("state", ACCOUNT_STATES), name="state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    email_address: Mapped[str] = mapped_column(String(320))
+    access_token_enc: Mapped[str] = mapped_column(Text)
+    refresh_token_enc: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Gmail historyId or Graph deltaLink; empty until the first full sync.
+    sync_cursor: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EmailMessage(Base):
+    """A synced message; unique per account and provider id, so a re-sync stores it once."""
+
+    __tablename__ = "email_messages"
+    __table_args__ = (UniqueConstraint("account_id", "provider_message_id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    account_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("email_accounts.id", ondelete="CASCADE")
+    )
+    provider_message_id: Mapped[str] = mapped_column(String(255))
+    thread_id: Mapped[str | None] = mapped_column(String(255))
+    subject: Mapped[str | None] = mapped_column(Text)
+    from_address: Mapped[str | None] = mapped_column(String(320))
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    labels: Mapped[list[str]] = mapped_column(JSON)
+    important: Mapped[bool] = mapped_column(default=False)
+    snippet: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EmailSyncRun(Base):
+    """One EMAIL_SYNC job run (FR-055): what it fetched and stored, and how it ended."""
+
+    __tablename__ = "email_sync_history"
+    __table_args__ = (CheckConstraint(_one_of("status", SYNC_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    account_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("email_accounts.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    full_sync: Mapped[bool] = mapped_column(default=False)
+    fetched: Mapped[int] = mapped_column(Integer, default=0)
+    stored: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class EmailDraft(Base):
+    """An AI reply draft: one per EMAIL_DRAFT job, with the model, usage and tone used."""
+
+    __tablename__ = "email_drafts"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[str] = mapped_column(String(255), unique=True)
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    account_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("email_accounts.id", ondelete="SET NULL")
+    )
+    thread_id: Mapped[str] = mapped_column(String(255))
+    tone: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(128))
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    provider_draft_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -287,3 +287,35 @@ async def test_stats_and_per_user_visibility(
     assert [e[0] for e in await job_queue.get_job_events(job.id, after=first_offset)] == [
         e[0] for e in events[1:]
     ]
+
+
+async def test_connect_email_account(job_queue: JobQueue):
+    from datetime import UTC, datetime
+
+    from core.errors import InvalidArguments
+
+    expires = datetime(2026, 12, 1, tzinfo=UTC)
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    account_id = await job_queue.connect_email_account(
+        user, "gmail", "Demo@Example.com", "access-1", "refresh-1", expires
+    )
+    again = await job_queue.connect_email_account(
+        user, "gmail", "demo@example.com", "access-2", "refresh-2", expires
+    )
+    assert again == account_id
+    assert job_queue.accounts is not None
+    account = await job_queue.accounts.get(account_id)
+    assert (account.access_token, account.state) == ("access-2", "active")
+    with pytest.raises(InvalidArguments) as bad:
+        await job_queue.connect_email_account(
+            "",
+            "yahoo",
+            "not-an-email",
+            "",
+            "SECRET-refresh",
+            datetime(2026, 12, 1),  # noqa: DTZ001
+        )
+    assert {"user_id", "provider", "email_address", "access_token", "expires_at"} <= set(
+        bad.value.problems
+    )
+    assert "SECRET" not in str(bad.value)

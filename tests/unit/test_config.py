@@ -131,7 +131,11 @@ def test_unknown_database_scheme_is_refused(url: str) -> None:
 def test_production_requires_a_payload_encryption_key() -> None:
     with pytest.raises(ConfigError, match="PAYLOAD_ENCRYPTION_KEY"):
         load_settings({"APP_ENV": "production"})
-    settings = load_settings({"APP_ENV": "production", "PAYLOAD_ENCRYPTION_KEY": "a2V5"})
+    with pytest.raises(ConfigError, match="TOKEN_ENCRYPTION_KEY"):
+        load_settings({"APP_ENV": "production", "PAYLOAD_ENCRYPTION_KEY": "a2V5"})
+    settings = load_settings(
+        {"APP_ENV": "production", "PAYLOAD_ENCRYPTION_KEY": "a2V5", "TOKEN_ENCRYPTION_KEY": "a2V5"}
+    )
     assert settings.is_production
 
 
