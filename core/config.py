@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     microsoft_client_id: str = ""
     microsoft_client_secret: str = ""
     # The anthropic SDK reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL itself.
-    email_draft_model: str = "claude-sonnet-4-5"
+    email_draft_model: str = "claude-sonnet-4-6"
     email_draft_max_tokens: int = Field(default=1024, ge=64, le=8192)
     # Key for OAuth tokens at rest (base64 of 32 bytes); generated under var/ outside production.
     token_encryption_key: str | None = None
