@@ -37,4 +37,36 @@ def build_activities(deps: Dependencies, queue: QueueName) -> list[Callable[...,
         deps.closers.append(sender.aclose)
         webhooks = WebhookActivities(sender, WebhookDeliveryStore(deps.sessions))
         return [webhooks.deliver_webhook]
+    if queue is QueueName.EMAIL:
+        from activities.email import EmailActivities, MailboxClients, build_draft_writer
+        from core.crypto import TokenCipher, token_key
+        from db.email import EmailAccountStore
+        from integrations.google import GmailClient, GoogleOAuth
+        from integrations.microsoft import GraphMailClient, MicrosoftOAuth
+
+        settings = deps.settings
+        mailboxes = MailboxClients(
+            google_oauth=GoogleOAuth(
+                deps.http,
+                settings.google_oauth_token_url,
+                settings.google_client_id,
+                settings.google_client_secret,
+            ),
+            gmail=GmailClient(deps.http, settings.gmail_api_base_url),
+            microsoft_oauth=MicrosoftOAuth(
+                deps.http,
+                settings.microsoft_oauth_token_url,
+                settings.microsoft_client_id,
+                settings.microsoft_client_secret,
+            ),
+            graph=GraphMailClient(deps.http, settings.graph_api_base_url),
+        )
+        email = EmailActivities(
+            settings,
+            deps.sessions,
+            EmailAccountStore(deps.sessions, TokenCipher(token_key(settings))),
+            mailboxes,
+            build_draft_writer(settings),
+        )
+        return [email.write_draft, email.place_draft]
     return []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -62,12 +63,21 @@ from core.runs import JobRun, run_options
 from db.dedup import JobKeyStore
 from db.email import EmailAccountStore
 from db.session import create_engine, create_sessionmaker
-from workflows.registry import WORKFLOWS_BY_JOB_TYPE
 
 log = get_logger("jobs.client")
 
-# Job types whose workflow exists; the others are declared and validated but not runnable yet.
-AVAILABLE_JOB_TYPES: frozenset[JobType] = frozenset(WORKFLOWS_BY_JOB_TYPE)
+
+@functools.cache
+def available_job_types() -> frozenset[JobType]:
+    """Job types whose workflow exists; the others are declared and validated but refused.
+
+    Imported on first use: the workflow modules import worker-side modules that import this
+    package, so importing the registry here at load time would be circular.
+    """
+    from workflows.registry import WORKFLOWS_BY_JOB_TYPE
+
+    return frozenset(WORKFLOWS_BY_JOB_TYPE)
+
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
 
@@ -273,7 +283,7 @@ class JobQueue:
             problems = {**exc.problems, **problems}
         if problems:
             raise InvalidJobData(kind.value, problems)
-        if kind not in AVAILABLE_JOB_TYPES:
+        if kind not in available_job_types():
             raise JobTypeNotAvailable(kind.value)
 
         start_delay = delay if isinstance(delay, timedelta) else timedelta(milliseconds=delay or 0)

@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     graph_api_base_url: str = "https://graph.microsoft.com/v1.0"
     microsoft_client_id: str = ""
     microsoft_client_secret: str = ""
-    # The anthropic SDK reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL itself.
+    # The same variables the anthropic SDK reads; the default base URL is the SDK's own.
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
     email_draft_model: str = "claude-sonnet-4-6"
     email_draft_max_tokens: int = Field(default=1024, ge=64, le=8192)
     # Key for OAuth tokens at rest (base64 of 32 bytes); generated under var/ outside production.

@@ -78,6 +78,11 @@ class EmailDraftJobData(JobData):
     thread_id: NonEmptyId
     context: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
     tone: Literal["professional", "casual", "friendly"] = "professional"
+    # The connected mailbox to create the draft in; without it the draft is only stored.
+    account_id: NonEmptyId | None = None
+    # The provider id of the message answered (Graph replies to a message, Gmail threads
+    # the draft under its Message-ID).
+    reply_to_message_id: NonEmptyId | None = None
 
 
 class VoiceCallJobData(JobData):

@@ -1,0 +1,178 @@
+"""EMAIL_DRAFT end to end: real dev server, PostgreSQL and Redis, Google, Microsoft and
+Anthropic emulators on loopback."""
+
+from __future__ import annotations
+
+import email
+import functools
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from client.queue import JobQueue
+from client.tracking import JobState
+from core.config import Settings
+from core.queues import QueueName
+from emulators import anthropic as anthropic_emulator
+from emulators import google as google_emulator
+from emulators import microsoft as microsoft_emulator
+from emulators.server import serve
+from tests.support import eventually, running_workers
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "sk-ant-emulator-key"
+
+
+@dataclass
+class Providers:
+    google: google_emulator.GoogleState
+    microsoft: microsoft_emulator.MicrosoftState
+    anthropic: anthropic_emulator.AnthropicState
+    settings: Settings
+
+
+@pytest.fixture
+async def providers(settings: Settings) -> AsyncIterator[Providers]:
+    google = google_emulator.GoogleState()
+    microsoft = microsoft_emulator.MicrosoftState()
+    claude = anthropic_emulator.AnthropicState(api_keys={API_KEY})
+    async with (
+        serve(google_emulator.create_app(google)) as google_url,
+        serve(microsoft_emulator.create_app(microsoft)) as microsoft_url,
+        serve(anthropic_emulator.create_app(claude)) as anthropic_url,
+    ):
+        configured = settings.model_copy(
+            update={
+                "google_oauth_token_url": f"{google_url}/token",
+                "gmail_api_base_url": google_url,
+                "google_client_id": google_emulator.DEFAULT_CLIENT_ID,
+                "google_client_secret": google_emulator.DEFAULT_CLIENT_SECRET,
+                "microsoft_oauth_token_url": microsoft_url + microsoft_emulator.TOKEN_PATH,
+                "graph_api_base_url": microsoft_url + microsoft_emulator.GRAPH_PREFIX,
+                "microsoft_client_id": microsoft_emulator.DEFAULT_CLIENT_ID,
+                "microsoft_client_secret": microsoft_emulator.DEFAULT_CLIENT_SECRET,
+                "anthropic_api_key": API_KEY,
+                "anthropic_base_url": anthropic_url,
+            }
+        )
+        yield Providers(google, microsoft, claude, configured)
+
+
+def finished(job_queue: JobQueue, job_id: str):
+    return eventually(
+        functools.partial(job_queue.get_job, job_id),
+        lambda info: info.state in (JobState.COMPLETED, JobState.FAILED),
+        timeout=30,
+    )
+
+
+async def test_gmail_draft_is_written_stored_and_created(providers: Providers, job_queue: JobQueue):
+    address = f"ann-{uuid.uuid4().hex[:6]}@example.com"
+    [message_id] = providers.google.seed_mailbox(address, 1)
+    # An expired access token: the job refreshes it first.
+    access, refresh = providers.google.issue_tokens(address)
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    account_id = await job_queue.connect_email_account(
+        user, "gmail", address, access, refresh, datetime.now(UTC) - timedelta(minutes=5)
+    )
+    async with running_workers(providers.settings, [QueueName.EMAIL]):
+        job = await job_queue.add_job(
+            "email",
+            "email_draft",
+            {
+                "userId": user,
+                "threadId": message_id,
+                "context": "Can we move our call to Thursday at 3pm?",
+                "tone": "friendly",
+                "accountId": account_id,
+                "replyToMessageId": message_id,
+            },
+        )
+        info = await finished(job_queue, job.id)
+    assert info.state is JobState.COMPLETED, info.failure_reason
+    assert info.result["tone"] == "friendly" and info.result["provider"] == "gmail"
+    assert info.result["input_tokens"] > 0
+    [draft] = providers.google.drafts_for(address)
+    assert draft.id == info.result["provider_draft_id"]
+    mime = email.message_from_bytes(draft.raw)
+    assert mime["Subject"].startswith("Re:") and mime["In-Reply-To"]
+    [request] = providers.anthropic.requests
+    assert "friendly" in str(request.system).lower()
+    # The refreshed token was stored (encrypted) for the next job.
+    assert job_queue.accounts is not None
+    stored = await job_queue.accounts.get(account_id)
+    assert stored.access_token != access and stored.expires_at > datetime.now(UTC)
+
+
+async def test_outlook_reply_draft_and_retry_keeps_the_tone(
+    providers: Providers, job_queue: JobQueue
+):
+    user_address = f"bob-{uuid.uuid4().hex[:6]}@example.com"
+    [message_id] = providers.microsoft.seed_mailbox(
+        user_address, 1, start=datetime(2026, 11, 1, tzinfo=UTC)
+    )
+    access, refresh = providers.microsoft.issue_tokens(user_address)
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    account_id = await job_queue.connect_email_account(
+        user, "outlook", user_address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
+    )
+    # The first answer from Claude is a 529: the job retries and must ask the same way.
+    providers.anthropic.faults.add("messages", anthropic_emulator.overloaded())
+    async with running_workers(providers.settings, [QueueName.EMAIL]):
+        job = await job_queue.add_job(
+            "email",
+            "email_draft",
+            {
+                "userId": user,
+                "threadId": "conv-1",
+                "context": "Please send the signed contract by Friday.",
+                "tone": "professional",
+                "accountId": account_id,
+                "replyToMessageId": message_id,
+            },
+        )
+        info = await finished(job_queue, job.id)
+    assert info.state is JobState.COMPLETED, info.failure_reason
+    assert info.attempts_made >= 1
+    first, second = providers.anthropic.requests
+    assert first.body == second.body  # same tone, prompt and settings on the retry
+    [draft] = providers.microsoft.drafts_for(message_id)
+    assert draft.id == info.result["provider_draft_id"]
+    assert draft.comment.strip()
+
+
+async def test_revoked_account_fails_without_retry_and_needs_reauth(
+    providers: Providers, job_queue: JobQueue
+):
+    address = f"cy-{uuid.uuid4().hex[:6]}@example.com"
+    [message_id] = providers.google.seed_mailbox(address, 1)
+    access, refresh = providers.google.issue_tokens(address)
+    providers.google.revoke(refresh)
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    account_id = await job_queue.connect_email_account(
+        user, "gmail", address, access, refresh, datetime.now(UTC) - timedelta(minutes=1)
+    )
+    async with running_workers(providers.settings, [QueueName.EMAIL]):
+        job = await job_queue.add_job(
+            "email",
+            "email_draft",
+            {
+                "userId": user,
+                "threadId": message_id,
+                "context": "Thanks!",
+                "accountId": account_id,
+                "replyToMessageId": message_id,
+            },
+        )
+        info = await finished(job_queue, job.id)
+    assert info.state is JobState.FAILED
+    assert info.failure_reason is not None and "ReauthRequired" in info.failure_reason
+    assert job_queue.accounts is not None
+    assert (await job_queue.accounts.get(account_id)).state == "needs_reauth"
+    # The draft text was stored once; the mailbox got nothing.
+    assert providers.google.drafts_for(address) == []
+    assert len(providers.anthropic.requests) == 1
