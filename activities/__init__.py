@@ -68,5 +68,11 @@ def build_activities(deps: Dependencies, queue: QueueName) -> list[Callable[...,
             mailboxes,
             build_draft_writer(settings),
         )
-        return [email.write_draft, email.place_draft]
+        return [
+            email.write_draft,
+            email.place_draft,
+            email.begin_sync,
+            email.sync_pages,
+            email.finish_sync,
+        ]
     return []

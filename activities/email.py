@@ -7,7 +7,9 @@ a second draft in the mailbox.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
 
 import anthropic
 from pydantic import BaseModel, ConfigDict
@@ -22,10 +24,11 @@ from core.errors import AUTHENTICATION_FAILED, INVALID_CONFIGURATION
 from core.logging import get_logger
 from db.base import utcnow
 from db.email import AccountNotFound, EmailAccountStore, MailboxAccount
-from db.models import EmailDraft
+from db.models import EmailDraft, EmailMessage, EmailSyncRun
 from db.session import dialect_insert
 from integrations.drafting import DraftWriter
 from integrations.errors import (
+    CursorExpired,
     PermanentProviderError,
     ProviderError,
     ReauthRequired,
@@ -71,6 +74,94 @@ class PlaceDraftInput(BaseModel):
 class PlacedDraft(BaseModel):
     provider: str
     provider_draft_id: str
+
+
+# -- mailbox sync -----------------------------------------------------------------------------
+
+# Words that make a message high-importance for auto-drafting (case-insensitive, whole words).
+IMPORTANT_KEYWORDS = ("urgent", "asap", "immediately", "deadline", "contract", "invoice")
+# Pages per sync_pages call; the workflow loops (and continues as new) between calls.
+PAGES_PER_CALL = 20
+
+
+def is_important(*, labels: list[str], importance: str | None, subject: str, snippet: str) -> bool:
+    """The auto-draft rule (M2.5): Gmail's IMPORTANT label, Graph's high importance, or a
+    keyword from IMPORTANT_KEYWORDS in the subject or preview."""
+    if "IMPORTANT" in labels or importance == "high":
+        return True
+    words = set(re.findall(r"[a-z]+", f"{subject} {snippet}".lower()))
+    return any(keyword in words for keyword in IMPORTANT_KEYWORDS)
+
+
+class BeginSyncInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    user_id: str
+    account_id: str
+    provider: str
+
+
+class SyncPlan(BaseModel):
+    provider: str
+    cursor: str | None  # None: a full sync
+
+
+class SyncPagesInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    account_id: str
+    provider: str
+    cursor: str | None
+    full: bool
+    page_token: str | None = None
+    sync_since: datetime | None = None
+
+
+class StoredMessage(BaseModel):
+    provider_message_id: str
+    thread_id: str | None
+    subject: str
+    snippet: str
+
+
+class SyncPagesResult(BaseModel):
+    fetched: int = 0
+    stored: int = 0
+    skipped: int = 0
+    # Where the next call continues; None when the mailbox is done.
+    page_token: str | None = None
+    # The cursor to keep for the next incremental sync (set when done).
+    new_cursor: str | None = None
+    # The provider forgot the incremental cursor: the workflow restarts as a full sync.
+    cursor_expired: bool = False
+    important: list[StoredMessage] = []
+
+
+class FinishSyncInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    account_id: str
+    status: str
+    fetched: int
+    stored: int
+    skipped: int
+    full_sync: bool
+    cursor: str | None = None
+    error: str | None = None
+
+
+class _Row(BaseModel):
+    provider_message_id: str
+    thread_id: str | None
+    subject: str
+    from_address: str | None
+    received_at: datetime | None
+    labels: list[str]
+    important: bool
+    snippet: str
 
 
 class MailboxClients:
@@ -232,6 +323,209 @@ class EmailActivities:
             )
         return PlacedDraft(provider=account.provider, provider_draft_id=draft_id)
 
+    # -- sync ----------------------------------------------------------------------------
+
+    @activity.defn(name="begin_email_sync")
+    async def begin_sync(self, input: BeginSyncInput) -> SyncPlan:
+        """Record the run as running (FR-055) and check the account can be read."""
+        account = await self._account(input.account_id)
+        if account.provider != input.provider:
+            raise ApplicationError(
+                f"account {input.account_id} is {account.provider}, not {input.provider}",
+                type="InvalidJobData",
+                non_retryable=True,
+            )
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                dialect_insert(session, EmailSyncRun)
+                .values(
+                    user_id=input.user_id,
+                    account_id=input.account_id,
+                    job_id=input.job_id,
+                    status="running",
+                    full_sync=account.sync_cursor is None,
+                    fetched=0,
+                    stored=0,
+                    skipped=0,
+                    started_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=[EmailSyncRun.job_id])
+            )
+        await self._access_token(account)
+        return SyncPlan(provider=account.provider, cursor=account.sync_cursor)
+
+    @activity.defn(name="sync_email_pages")
+    @auto_heartbeat
+    async def sync_pages(self, input: SyncPagesInput) -> SyncPagesResult:
+        """Fetch and store up to PAGES_PER_CALL pages. The page token is heartbeated, so a
+        retried or re-dispatched attempt resumes at the page it had reached."""
+        account = await self._account(input.account_id)
+        details = activity.info().heartbeat_details
+        page_token = details[0] if details and details[0] is not None else input.page_token
+        total = SyncPagesResult()
+        try:
+            for _ in range(PAGES_PER_CALL):
+                token = await self._access_token(account)
+                if account.provider == "gmail":
+                    rows, page_token, new_cursor = await self._gmail_page(token, input, page_token)
+                else:
+                    rows, page_token, new_cursor = await self._graph_page(token, input, page_token)
+                fetched = len(rows)
+                kept = [
+                    r
+                    for r in rows
+                    if input.sync_since is None
+                    or r.received_at is None
+                    or r.received_at >= input.sync_since
+                ]
+                inserted = await self._store_messages(input.account_id, kept)
+                total.fetched += fetched
+                total.skipped += fetched - len(inserted)
+                total.stored += len(inserted)
+                total.important += [
+                    StoredMessage(
+                        provider_message_id=r.provider_message_id,
+                        thread_id=r.thread_id,
+                        subject=r.subject,
+                        snippet=r.snippet,
+                    )
+                    for r in inserted
+                    if r.important
+                ]
+                activity.heartbeat(page_token)
+                if page_token is None:
+                    total.new_cursor = new_cursor
+                    return total
+        except CursorExpired:
+            return SyncPagesResult(cursor_expired=True)
+        except ProviderError as exc:
+            raise to_application_error(exc) from None
+        total.page_token = page_token
+        return total
+
+    async def _gmail_page(
+        self, token: str, input: SyncPagesInput, page_token: str | None
+    ) -> tuple[list[_Row], str | None, str | None]:
+        gmail = self._mailboxes.gmail
+        if input.full:
+            if page_token is None:
+                # The cursor to continue from once this full pass is done.
+                profile = await gmail.get_profile(token)
+                page_token = f"start:{profile.history_id}"
+            start, _, list_token = page_token.partition(":")[2].partition("|")
+            page = await gmail.list_messages(token, page_token=list_token or None)
+            ids, next_list = page.ids, page.next_page_token
+            following = f"start:{start}|{next_list}" if next_list else None
+            new_cursor = start if following is None else None
+        else:
+            assert input.cursor is not None
+            history = await gmail.list_history(token, int(input.cursor), page_token=page_token)
+            ids, following = history.added_message_ids, history.next_page_token
+            new_cursor = str(history.history_id) if following is None else None
+        rows = []
+        for message_id in ids:
+            try:
+                message = await gmail.get_message(token, message_id, format="metadata")
+            except PermanentProviderError as exc:
+                if exc.error_type == "ResourceNotFound":
+                    continue  # deleted since it was listed
+                raise
+            headers = {k.lower(): v for k, v in message.headers.items()}
+            subject = headers.get("subject", "")
+            rows.append(
+                _Row(
+                    provider_message_id=message.id,
+                    thread_id=message.thread_id,
+                    subject=subject,
+                    from_address=_address(headers.get("from")),
+                    received_at=message.internal_date,
+                    labels=list(message.label_ids),
+                    important=is_important(
+                        labels=list(message.label_ids),
+                        importance=None,
+                        subject=subject,
+                        snippet=message.snippet,
+                    ),
+                    snippet=message.snippet,
+                )
+            )
+        return rows, following, new_cursor
+
+    async def _graph_page(
+        self, token: str, input: SyncPagesInput, page_token: str | None
+    ) -> tuple[list[_Row], str | None, str | None]:
+        link = page_token if page_token is not None else (None if input.full else input.cursor)
+        page = await self._mailboxes.graph.delta(token, link=link, page_size=500)
+        rows = [
+            _Row(
+                provider_message_id=m.id,
+                thread_id=m.conversation_id,
+                subject=m.subject,
+                from_address=m.from_address,
+                received_at=m.received_at,
+                labels=[],
+                important=is_important(
+                    labels=[], importance=m.importance, subject=m.subject, snippet=m.body_preview
+                ),
+                snippet=m.body_preview,
+            )
+            for m in page.messages
+        ]
+        return rows, page.next_link, page.delta_link
+
+    async def _store_messages(self, account_id: str, rows: list[_Row]) -> list[_Row]:
+        """Insert what is new; a message seen before is skipped (unique per account)."""
+        if not rows:
+            return []
+        now = utcnow()
+        async with self._sessions() as session, session.begin():
+            statement = (
+                dialect_insert(session, EmailMessage)
+                .values(
+                    [
+                        {
+                            "account_id": account_id,
+                            "provider_message_id": r.provider_message_id,
+                            "thread_id": r.thread_id,
+                            "subject": r.subject,
+                            "from_address": r.from_address,
+                            "received_at": r.received_at,
+                            "labels": r.labels,
+                            "important": r.important,
+                            "snippet": r.snippet,
+                            "created_at": now,
+                        }
+                        for r in rows
+                    ]
+                )
+                .on_conflict_do_nothing(
+                    index_elements=[EmailMessage.account_id, EmailMessage.provider_message_id]
+                )
+                .returning(EmailMessage.provider_message_id)
+            )
+            new_ids = set((await session.execute(statement)).scalars())
+        return [r for r in rows if r.provider_message_id in new_ids]
+
+    @activity.defn(name="finish_email_sync")
+    async def finish_sync(self, input: FinishSyncInput) -> None:
+        """Close the run's history row; a completed run also keeps its cursor."""
+        if input.status == "completed":
+            await self._accounts.set_cursor(input.account_id, input.cursor)
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(EmailSyncRun)
+                .where(EmailSyncRun.job_id == input.job_id)
+                .values(
+                    status=input.status,
+                    fetched=input.fetched,
+                    stored=input.stored,
+                    skipped=input.skipped,
+                    full_sync=input.full_sync,
+                    error=input.error,
+                    finished_at=utcnow(),
+                )
+            )
+
     async def _create(self, account: MailboxAccount, token: str, input: PlaceDraftInput) -> str:
         if account.provider == "outlook":
             if input.reply_to_message_id is None:
@@ -257,6 +551,12 @@ class EmailActivities:
         return await self._mailboxes.gmail.create_draft(
             token, thread_id=input.thread_id, raw_rfc2822=raw
         )
+
+
+def _address(value: str | None) -> str | None:
+    if not value:
+        return None
+    return parseaddr(value)[1].lower() or None
 
 
 def build_draft_writer(settings: Settings) -> DraftWriter | None:

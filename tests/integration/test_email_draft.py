@@ -6,60 +6,18 @@ from __future__ import annotations
 import email
 import functools
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from client.queue import JobQueue
 from client.tracking import JobState
-from core.config import Settings
 from core.queues import QueueName
 from emulators import anthropic as anthropic_emulator
-from emulators import google as google_emulator
-from emulators import microsoft as microsoft_emulator
-from emulators.server import serve
+from tests.integration.conftest import Providers
 from tests.support import eventually, running_workers
 
 pytestmark = pytest.mark.integration
-
-API_KEY = "sk-ant-emulator-key"
-
-
-@dataclass
-class Providers:
-    google: google_emulator.GoogleState
-    microsoft: microsoft_emulator.MicrosoftState
-    anthropic: anthropic_emulator.AnthropicState
-    settings: Settings
-
-
-@pytest.fixture
-async def providers(settings: Settings) -> AsyncIterator[Providers]:
-    google = google_emulator.GoogleState()
-    microsoft = microsoft_emulator.MicrosoftState()
-    claude = anthropic_emulator.AnthropicState(api_keys={API_KEY})
-    async with (
-        serve(google_emulator.create_app(google)) as google_url,
-        serve(microsoft_emulator.create_app(microsoft)) as microsoft_url,
-        serve(anthropic_emulator.create_app(claude)) as anthropic_url,
-    ):
-        configured = settings.model_copy(
-            update={
-                "google_oauth_token_url": f"{google_url}/token",
-                "gmail_api_base_url": google_url,
-                "google_client_id": google_emulator.DEFAULT_CLIENT_ID,
-                "google_client_secret": google_emulator.DEFAULT_CLIENT_SECRET,
-                "microsoft_oauth_token_url": microsoft_url + microsoft_emulator.TOKEN_PATH,
-                "graph_api_base_url": microsoft_url + microsoft_emulator.GRAPH_PREFIX,
-                "microsoft_client_id": microsoft_emulator.DEFAULT_CLIENT_ID,
-                "microsoft_client_secret": microsoft_emulator.DEFAULT_CLIENT_SECRET,
-                "anthropic_api_key": API_KEY,
-                "anthropic_base_url": anthropic_url,
-            }
-        )
-        yield Providers(google, microsoft, claude, configured)
 
 
 def finished(job_queue: JobQueue, job_id: str):

@@ -1,0 +1,162 @@
+"""EMAIL_SYNC end to end against the Gmail and Graph emulators, with the real dev server,
+PostgreSQL and Redis: full then incremental syncs, cursor expiry, sync history rows, progress,
+and one auto-draft per new important message."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from client.queue import JobQueue
+from client.tracking import JobState
+from core.queues import QueueName
+from db.models import EmailMessage, EmailSyncRun
+from db.session import create_engine
+from tests.integration.conftest import Providers
+from tests.support import eventually, running_workers
+
+pytestmark = pytest.mark.integration
+
+
+def finished(job_queue: JobQueue, job_id: str, timeout: float = 60):
+    return eventually(
+        functools.partial(job_queue.get_job, job_id),
+        lambda info: info.state in (JobState.COMPLETED, JobState.FAILED),
+        timeout=timeout,
+    )
+
+
+async def sync(job_queue: JobQueue, user: str, account_id: str, provider: str):
+    job = await job_queue.add_job(
+        "email",
+        "email_sync",
+        {"userId": user, "accountId": account_id, "emailProvider": provider},
+    )
+    info = await finished(job_queue, job.id)
+    assert info.state is JobState.COMPLETED, info.failure_reason
+    return job, info
+
+
+async def rows(database_url: str, sql: sa.Select[Any]) -> int:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            count: int = (await conn.execute(sql)).scalar_one()
+            return count
+    finally:
+        await engine.dispose()
+
+
+async def test_gmail_full_then_incremental_with_history_and_auto_drafts(
+    providers: Providers, job_queue: JobQueue
+):
+    address = f"sync-{uuid.uuid4().hex[:6]}@example.com"
+    # 1,200 messages over three 500-id pages; every 400th is labelled IMPORTANT.
+    providers.google.seed_mailbox(address, 1200, important_every=400)
+    access, refresh = providers.google.issue_tokens(address)
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    account_id = await job_queue.connect_email_account(
+        user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
+    )
+    async with running_workers(providers.settings, [QueueName.EMAIL]):
+        first, info = await sync(job_queue, user, account_id, "gmail")
+        assert (info.result["fetched"], info.result["stored"]) == (1200, 1200)
+        assert info.result["full_sync"] is True and info.result["cursor"]
+        important = info.result["drafts_started"]
+        assert important >= 3
+        events = await job_queue.get_job_events(first.id)
+        progress = [int(e["progress"]) for _, e in events if e.get("event") == "progress"]
+        assert progress == [5, 10, 20, 40, 95]
+        assert (await job_queue.get_job(first.id)).progress == 100
+
+        providers.google.add_message(address, subject="URGENT: contract", body="Need it today")
+        providers.google.add_message(address, subject="lunch?")
+        second, info = await sync(job_queue, user, account_id, "gmail")
+        assert info.result["full_sync"] is False
+        assert (info.result["fetched"], info.result["stored"]) == (2, 2)
+        assert info.result["drafts_started"] == 1
+
+        # The provider forgets the cursor: a full pass again, storing nothing twice.
+        providers.google.expire_history(10**9)
+        third, info = await sync(job_queue, user, account_id, "gmail")
+        assert info.result["full_sync"] is True
+        assert (info.result["stored"], info.result["skipped"]) == (0, 1202)
+        assert info.result["drafts_started"] == 0
+
+        await eventually(
+            lambda: _count(providers.google.drafts_for(address)),
+            lambda n: n == important + 1,
+            timeout=60,
+        )
+    database = providers.settings.database_url
+    assert (
+        await rows(
+            database,
+            sa.select(sa.func.count())
+            .select_from(EmailMessage)
+            .where(EmailMessage.account_id == account_id),
+        )
+        == 1202
+    )
+    for job in (first, second, third):
+        assert (
+            await rows(
+                database,
+                sa.select(sa.func.count())
+                .select_from(EmailSyncRun)
+                .where(EmailSyncRun.job_id == job.id, EmailSyncRun.status == "completed"),
+            )
+            == 1
+        )
+    # Each important message was drafted exactly once, across all three syncs.
+    assert len(providers.anthropic.requests) == important + 1
+
+
+async def _count(items: Sequence[object]) -> int:
+    return len(items)
+
+
+async def test_outlook_delta_sync(providers: Providers, job_queue: JobQueue):
+    user_address = f"sync-{uuid.uuid4().hex[:6]}@example.com"
+    providers.microsoft.seed_mailbox(user_address, 1100, start=datetime(2026, 11, 1, tzinfo=UTC))
+    access, refresh = providers.microsoft.issue_tokens(user_address)
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    account_id = await job_queue.connect_email_account(
+        user, "outlook", user_address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
+    )
+    async with running_workers(providers.settings, [QueueName.EMAIL]):
+        _, info = await sync(job_queue, user, account_id, "outlook")
+        assert (info.result["fetched"], info.result["stored"]) == (1100, 1100)
+        providers.microsoft.add_message(user_address, subject="new one")
+        _, info = await sync(job_queue, user, account_id, "outlook")
+        assert (info.result["full_sync"], info.result["stored"]) == (False, 1)
+
+
+async def test_revoked_account_ends_the_sync_failed_in_history(
+    providers: Providers, job_queue: JobQueue
+):
+    address = f"sync-{uuid.uuid4().hex[:6]}@example.com"
+    providers.google.seed_mailbox(address, 3)
+    access, refresh = providers.google.issue_tokens(address)
+    providers.google.revoke(refresh)
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    account_id = await job_queue.connect_email_account(
+        user, "gmail", address, access, refresh, datetime.now(UTC) - timedelta(minutes=1)
+    )
+    async with running_workers(providers.settings, [QueueName.EMAIL]):
+        job = await job_queue.add_job(
+            "email",
+            "email_sync",
+            {"userId": user, "accountId": account_id, "emailProvider": "gmail"},
+        )
+        info = await finished(job_queue, job.id)
+    assert info.state is JobState.FAILED
+    assert info.failure_reason is not None and "ReauthRequired" in info.failure_reason
+    assert job_queue.accounts is not None
+    assert (await job_queue.accounts.get(account_id)).state == "needs_reauth"
