@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint format demo devserver migrate clean
+.PHONY: run test bench bench-email lint format demo devserver migrate clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 ## Benchmark against a bare temporalio baseline; writes BENCHMARKS.md.
 bench: $(STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+## Full sync of a 20,000-message Gmail and Outlook mailbox (emulated); writes BENCHMARKS.md.
+bench-email: $(STAMP)
+	$(PY) -m bench.email_sync $(BENCH_ARGS)
 
 ## Enqueue a demo webhook delivery to the running system and follow it.
 demo: $(STAMP)

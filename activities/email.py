@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.heartbeat import auto_heartbeat
+from activities.heartbeat import auto_heartbeat, heartbeat
 from core.config import Settings
 from core.errors import AUTHENTICATION_FAILED, INVALID_CONFIGURATION
 from core.logging import get_logger
@@ -362,6 +362,8 @@ class EmailActivities:
         account = await self._account(input.account_id)
         details = activity.info().heartbeat_details
         page_token = details[0] if details and details[0] is not None else input.page_token
+        if details:
+            log.info("email_sync.resumed", job_id=input.job_id, attempt=activity.info().attempt)
         total = SyncPagesResult()
         try:
             for _ in range(PAGES_PER_CALL):
@@ -392,7 +394,7 @@ class EmailActivities:
                     for r in inserted
                     if r.important
                 ]
-                activity.heartbeat(page_token)
+                heartbeat(page_token)
                 if page_token is None:
                     total.new_cursor = new_cursor
                     return total

@@ -18,6 +18,7 @@ import binascii
 import bisect
 import hashlib
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -144,6 +145,8 @@ class GoogleState:
         self.mailboxes: dict[str, Mailbox] = {}
         self.drafts: list[StoredDraft] = []
         self.faults = Faults()
+        # Requests per route name, for tests that check what a client asked for.
+        self.calls: Counter[str] = Counter()
         # One counter for all mailboxes keeps each mailbox's history ids increasing.
         self.history_id = 1000
         self.min_history_id = 0
@@ -323,6 +326,7 @@ def create_app(state: GoogleState) -> FastAPI:
     app = FastAPI(title="Google emulator", openapi_url=None, docs_url=None, redoc_url=None)
 
     async def fault_response(route: str, *, oauth: bool = False) -> Response | None:
+        state.calls[route] += 1
         fault: Fault | None = state.faults.next(route)
         if fault is None:
             return None

@@ -160,3 +160,99 @@ async def test_revoked_account_ends_the_sync_failed_in_history(
     assert info.failure_reason is not None and "ReauthRequired" in info.failure_reason
     assert job_queue.accounts is not None
     assert (await job_queue.accounts.get(account_id)).state == "needs_reauth"
+
+
+async def test_rate_limited_page_waits_for_retry_after(providers: Providers, job_queue: JobQueue):
+    from emulators.server import Fault
+
+    address = f"sync-{uuid.uuid4().hex[:6]}@example.com"
+    providers.google.seed_mailbox(address, 10)
+    access, refresh = providers.google.issue_tokens(address)
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    account_id = await job_queue.connect_email_account(
+        user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
+    )
+    providers.google.faults.add("messages.list", Fault(status=429, headers={"Retry-After": "5"}))
+    async with running_workers(providers.settings, [QueueName.EMAIL]):
+        job, info = await sync(job_queue, user, account_id, "gmail")
+    assert info.result["stored"] == 10
+    events = [fields for _, fields in await job_queue.get_job_events(job.id)]
+    retry = next(i for i, e in enumerate(events) if e["event"] == "retrying")
+    restart = next(e for e in events[retry:] if e["event"] == "started")
+    # Retry-After (5 s) replaced the email queue's 2 s backoff.
+    assert int(restart["ts"]) - int(events[retry]["ts"]) >= 4900
+
+
+async def test_killed_worker_resumes_from_the_heartbeated_page(
+    providers: Providers, session_env: dict[str, str], tmp_path
+):
+    import signal
+    from dataclasses import replace
+
+    from emulators.server import Fault
+    from tests.support import WorkerProcess, make_queue
+
+    settings = providers.settings
+    env = {
+        **session_env,
+        "GOOGLE_OAUTH_TOKEN_URL": settings.google_oauth_token_url,
+        "GMAIL_API_BASE_URL": settings.gmail_api_base_url,
+        "GOOGLE_CLIENT_ID": settings.google_client_id,
+        "GOOGLE_CLIENT_SECRET": settings.google_client_secret,
+    }
+    # A short heartbeat timeout so the lost attempt is noticed in seconds, not 30.
+    from core.queues import load_catalog
+
+    catalog = load_catalog({})
+    catalog[QueueName.EMAIL] = replace(catalog[QueueName.EMAIL], heartbeat=timedelta(seconds=4))
+    queue = await make_queue(settings, catalog)
+    address = f"kill-{uuid.uuid4().hex[:6]}@example.com"
+    providers.google.seed_mailbox(address, 3000)  # six pages of 500
+    access, refresh = providers.google.issue_tokens(address)
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    # Every page takes a second to list, so the kill lands mid-sync.
+    providers.google.faults.add("messages.list", *[Fault(status=200, delay_s=1.0)] * 20)
+    doomed = WorkerProcess(env, "email", log_dir=tmp_path)
+    rescuer = WorkerProcess(env, "email", log_dir=tmp_path)
+    try:
+        account_id = await queue.connect_email_account(
+            user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
+        )
+        doomed.start()
+        await doomed.wait_ready()
+        job = await queue.add_job(
+            "email",
+            "email_sync",
+            {"userId": user, "accountId": account_id, "emailProvider": "gmail"},
+        )
+
+        async def listed() -> int:
+            return providers.google.calls["messages.list"]
+
+        # Heartbeats reach the server at most every 0.8 x 4 s, so let a few pages pass first.
+        await eventually(listed, lambda n: n >= 4, timeout=60)
+        listed_before_kill = providers.google.calls["messages.list"]
+        assert doomed.proc is not None
+        doomed.proc.send_signal(signal.SIGKILL)
+        await doomed.wait_exit()
+        rescuer.start()
+        await rescuer.wait_ready()
+        info = await finished(queue, job.id, timeout=90)
+        assert info.state is JobState.COMPLETED, info.failure_reason
+    finally:
+        doomed.stop()
+        rescuer.stop()
+        await queue.close()
+    # Resumed from the heartbeated page token: the first page was not listed again, and the
+    # full pass's starting point (the profile) was not taken again either.
+    assert providers.google.calls["messages.list"] < listed_before_kill + 6
+    assert providers.google.calls["profile"] == 1
+    assert (
+        await rows(
+            settings.database_url,
+            sa.select(sa.func.count())
+            .select_from(EmailMessage)
+            .where(EmailMessage.account_id == account_id),
+        )
+        == 3000
+    )
