@@ -41,6 +41,7 @@ class SyncState(BaseModel):
     skipped: int = 0
     drafts_started: int = 0
     sync_job_id: str
+    first_page_done: bool = False
 
 
 class EmailSyncInput(JobRun[EmailSyncJobData]):
@@ -88,7 +89,7 @@ class EmailSyncWorkflow:
                 sync_job_id=workflow.info().workflow_id,
             )
         try:
-            for batch in range(BATCHES_PER_RUN):
+            for _ in range(BATCHES_PER_RUN):
                 page = await workflow.execute_activity_method(
                     EmailActivities.sync_pages,
                     SyncPagesInput(
@@ -116,8 +117,9 @@ class EmailSyncWorkflow:
                         + await self._start_drafts(job, page.important),
                     }
                 )
-                if batch == 0:
+                if not state.first_page_done:
                     report_workflow_progress(20)
+                    state = state.model_copy(update={"first_page_done": True})
                 if page.page_token is None:
                     state = state.model_copy(update={"cursor": page.new_cursor})
                     break

@@ -256,3 +256,31 @@ async def test_killed_worker_resumes_from_the_heartbeated_page(
         )
         == 3000
     )
+
+
+async def test_large_mailbox_continues_as_new(
+    providers: Providers, job_queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+):
+    from temporalio.client import WorkflowExecutionStatus
+
+    import activities.email
+    import workflows.email_sync
+
+    # One page per activity call and one call per run: 1,200 messages take three runs.
+    monkeypatch.setattr(activities.email, "PAGES_PER_CALL", 1)
+    monkeypatch.setattr(workflows.email_sync, "BATCHES_PER_RUN", 1)
+    address = f"big-{uuid.uuid4().hex[:6]}@example.com"
+    providers.google.seed_mailbox(address, 1200)
+    access, refresh = providers.google.issue_tokens(address)
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    account_id = await job_queue.connect_email_account(
+        user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
+    )
+    async with running_workers(providers.settings, [QueueName.EMAIL]):
+        job, info = await sync(job_queue, user, account_id, "gmail")
+    assert (info.result["fetched"], info.result["stored"]) == (1200, 1200)
+    first_run = job_queue.client.get_workflow_handle(job.id, run_id=job.run_id)
+    assert (await first_run.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    # Progress stayed one sequence across the runs.
+    events = [e for _, e in await job_queue.get_job_events(job.id)]
+    assert [int(e["progress"]) for e in events if e["event"] == "progress"] == [5, 10, 20, 40, 95]
