@@ -84,9 +84,19 @@ IMPORTANT_KEYWORDS = ("urgent", "asap", "immediately", "deadline", "contract", "
 PAGES_PER_CALL = 20
 
 
-def is_important(*, labels: list[str], importance: str | None, subject: str, snippet: str) -> bool:
-    """The auto-draft rule (M2.5): Gmail's IMPORTANT label, Graph's high importance, or a
-    keyword from IMPORTANT_KEYWORDS in the subject or preview."""
+def is_important(
+    *,
+    labels: list[str],
+    importance: str | None,
+    subject: str,
+    snippet: str,
+    sender: str | None = None,
+    vip_senders: frozenset[str] = frozenset(),
+) -> bool:
+    """The auto-draft rule (M2.5): a sender in the user's VIP list, Gmail's IMPORTANT label,
+    Graph's high importance, or a keyword from IMPORTANT_KEYWORDS in subject or preview."""
+    if sender is not None and sender.lower() in vip_senders:
+        return True
     if "IMPORTANT" in labels or importance == "high":
         return True
     words = set(re.findall(r"[a-z]+", f"{subject} {snippet}".lower()))
@@ -365,13 +375,18 @@ class EmailActivities:
         if details:
             log.info("email_sync.resumed", job_id=input.job_id, attempt=activity.info().attempt)
         total = SyncPagesResult()
+        vips = await self._accounts.vip_senders(account.user_id)
         try:
             for _ in range(PAGES_PER_CALL):
                 token = await self._access_token(account)
                 if account.provider == "gmail":
-                    rows, page_token, new_cursor = await self._gmail_page(token, input, page_token)
+                    rows, page_token, new_cursor = await self._gmail_page(
+                        token, input, page_token, vips
+                    )
                 else:
-                    rows, page_token, new_cursor = await self._graph_page(token, input, page_token)
+                    rows, page_token, new_cursor = await self._graph_page(
+                        token, input, page_token, vips
+                    )
                 fetched = len(rows)
                 kept = [
                     r
@@ -406,7 +421,7 @@ class EmailActivities:
         return total
 
     async def _gmail_page(
-        self, token: str, input: SyncPagesInput, page_token: str | None
+        self, token: str, input: SyncPagesInput, page_token: str | None, vips: frozenset[str]
     ) -> tuple[list[_Row], str | None, str | None]:
         gmail = self._mailboxes.gmail
         if input.full:
@@ -434,12 +449,13 @@ class EmailActivities:
                 raise
             headers = {k.lower(): v for k, v in message.headers.items()}
             subject = headers.get("subject", "")
+            sender = _address(headers.get("from"))
             rows.append(
                 _Row(
                     provider_message_id=message.id,
                     thread_id=message.thread_id,
                     subject=subject,
-                    from_address=_address(headers.get("from")),
+                    from_address=sender,
                     received_at=message.internal_date,
                     labels=list(message.label_ids),
                     important=is_important(
@@ -447,6 +463,8 @@ class EmailActivities:
                         importance=None,
                         subject=subject,
                         snippet=message.snippet,
+                        sender=sender,
+                        vip_senders=vips,
                     ),
                     snippet=message.snippet,
                 )
@@ -454,7 +472,7 @@ class EmailActivities:
         return rows, following, new_cursor
 
     async def _graph_page(
-        self, token: str, input: SyncPagesInput, page_token: str | None
+        self, token: str, input: SyncPagesInput, page_token: str | None, vips: frozenset[str]
     ) -> tuple[list[_Row], str | None, str | None]:
         link = page_token if page_token is not None else (None if input.full else input.cursor)
         page = await self._mailboxes.graph.delta(token, link=link, page_size=500)
@@ -467,7 +485,12 @@ class EmailActivities:
                 received_at=m.received_at,
                 labels=[],
                 important=is_important(
-                    labels=[], importance=m.importance, subject=m.subject, snippet=m.body_preview
+                    labels=[],
+                    importance=m.importance,
+                    subject=m.subject,
+                    snippet=m.body_preview,
+                    sender=m.from_address,
+                    vip_senders=vips,
                 ),
                 snippet=m.body_preview,
             )

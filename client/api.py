@@ -166,6 +166,10 @@ async def connect_email_account(
     )
 
 
+async def set_vip_senders(user_id: str, addresses: list[str]) -> None:
+    await (await get_queue()).set_vip_senders(user_id, addresses)
+
+
 async def get_job(job_id: str, *, user_id: str | None = None) -> JobInfo:
     return await (await get_queue()).get_job(job_id, user_id=user_id)
 

@@ -189,6 +189,11 @@ class ConnectEmailAccount(BaseModel):
     expires_at: AwareDatetime
 
 
+class VipSenders(BaseModel):
+    user_id: NonEmptyId
+    addresses: list[EmailStr] = Field(max_length=1000)
+
+
 class JobQueue:
     """All queue operations; module-level functions use one shared instance."""
 
@@ -401,6 +406,16 @@ class JobQueue:
             "email_account.connected", account_id=account_id, provider=provider, user_id=user_id
         )
         return account_id
+
+    async def set_vip_senders(self, user_id: str, addresses: list[str]) -> None:
+        """Replace the user's VIP senders: their new mail always gets an auto-draft."""
+        if self.accounts is None:
+            raise RuntimeError("this JobQueue has no database for email accounts")
+        try:
+            vips = VipSenders(user_id=user_id, addresses=addresses)
+        except ValidationError as exc:
+            raise InvalidArguments("set_vip_senders", describe_problems(exc.errors())) from None
+        await self.accounts.set_vip_senders(vips.user_id, [str(a) for a in vips.addresses])
 
     # -- reading ---------------------------------------------------------------------
 

@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.crypto import TokenCipher
 from db.base import utcnow
-from db.models import EmailAccount
+from db.models import EmailAccount, EmailVipSender
 from db.session import dialect_insert
 
 
@@ -132,6 +132,25 @@ class EmailAccountStore:
         if refresh_token is not None:
             values["refresh_token_enc"] = self._cipher.encrypt(refresh_token, bound_to=account_id)
         await self._update(account_id, values)
+
+    async def set_vip_senders(self, user_id: str, addresses: list[str]) -> None:
+        """Replace the user's VIP senders (addresses compared case-insensitively)."""
+        wanted = sorted({a.strip().lower() for a in addresses if a.strip()})
+        now = utcnow()
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(delete(EmailVipSender).where(EmailVipSender.user_id == user_id))
+            if wanted:
+                await session.execute(
+                    insert(EmailVipSender),
+                    [{"user_id": user_id, "email_address": a, "created_at": now} for a in wanted],
+                )
+
+    async def vip_senders(self, user_id: str) -> frozenset[str]:
+        async with self._sessionmaker() as session:
+            rows = await session.scalars(
+                select(EmailVipSender.email_address).where(EmailVipSender.user_id == user_id)
+            )
+            return frozenset(rows)
 
     async def mark_needs_reauth(self, account_id: str) -> None:
         await self._update(account_id, {"state": "needs_reauth", "updated_at": utcnow()})

@@ -194,3 +194,17 @@ class EmailDraft(Base):
     body: Mapped[str] = mapped_column(Text)
     provider_draft_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EmailVipSender(Base):
+    """A sender whose mail to this user is always high-importance (auto-draft rule)."""
+
+    __tablename__ = "email_vip_senders"
+    __table_args__ = (UniqueConstraint("user_id", "email_address"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    user_id: Mapped[str] = mapped_column(String(255))
+    email_address: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -27,6 +27,7 @@ TABLES = {
     "email_messages",
     "email_sync_history",
     "email_drafts",
+    "email_vip_senders",
 }
 
 

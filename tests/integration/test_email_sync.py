@@ -284,3 +284,40 @@ async def test_large_mailbox_continues_as_new(
     # Progress stayed one sequence across the runs.
     events = [e for _, e in await job_queue.get_job_events(job.id)]
     assert [int(e["progress"]) for e in events if e["event"] == "progress"] == [5, 10, 20, 40, 95]
+
+
+async def test_vip_sender_gets_an_auto_draft(providers: Providers, job_queue: JobQueue):
+    address = f"vip-{uuid.uuid4().hex[:6]}@example.com"
+    providers.google.add_message(address, sender="Someone <someone@example.com>", subject="hi")
+    access, refresh = providers.google.issue_tokens(address)
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    account_id = await job_queue.connect_email_account(
+        user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
+    )
+    await job_queue.set_vip_senders(user, ["Boss@Client.example"])
+    async with running_workers(providers.settings, [QueueName.EMAIL]):
+        _, info = await sync(job_queue, user, account_id, "gmail")
+        assert info.result["drafts_started"] == 0
+        providers.google.add_message(address, sender="The Boss <boss@client.example>", subject="hi")
+        _, info = await sync(job_queue, user, account_id, "gmail")
+        assert (info.result["stored"], info.result["drafts_started"]) == (1, 1)
+
+
+def test_importance_rule():
+    from activities.email import is_important
+
+    def rule(**changes: Any) -> bool:
+        fields: dict[str, Any] = {
+            "labels": [],
+            "importance": "normal",
+            "subject": "Lunch",
+            "snippet": "see you",
+        }
+        return is_important(**{**fields, **changes})
+
+    assert not rule()
+    assert rule(labels=["IMPORTANT"])
+    assert rule(importance="high")
+    assert rule(subject="Invoice overdue")
+    assert not rule(subject="Invoices2go newsletter")  # whole words only
+    assert rule(sender="VIP@x.example", vip_senders=frozenset({"vip@x.example"}))
