@@ -19,6 +19,7 @@ from pathlib import Path
 from core.config import VAR_DIR, load_settings
 from core.crypto import local_key_file
 from devtools.devserver import DevServer
+from devtools.email_demo import demo_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECEIVER_PORT = 8299
@@ -51,6 +52,12 @@ def main() -> int:
         # The demo receiver listens on loopback, which the SSRF guard refuses by default.
         env.setdefault("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
         local_key_file("payload.key")  # one key for every process of this machine
+    email_demo = env.get("APP_ENV", "development") != "production" and not any(
+        name in env for name in ("GMAIL_API_BASE_URL", "GRAPH_API_BASE_URL", "ANTHROPIC_API_KEY")
+    )
+    if email_demo:
+        # No real providers configured: point the workers at the loopback demo emulators.
+        env.update(demo_environment())
     settings = load_settings(env)
     python = sys.executable
 
@@ -87,6 +94,10 @@ def main() -> int:
     children.append(receiver)
     workers = subprocess.Popen([python, "worker.py", "--all"], env=env, cwd=PROJECT_ROOT)
     children.append(workers)
+    if email_demo:
+        children.append(
+            subprocess.Popen([python, "-m", "devtools.email_demo"], env=env, cwd=PROJECT_ROOT)
+        )
     print("workers starting for every queue; `make demo` enqueues a webhook delivery")
 
     stopping = False

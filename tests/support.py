@@ -109,6 +109,17 @@ async def tracked_worker(
         await redis.aclose()
 
 
+async def terminate_open_jobs(settings: Settings, queue: str) -> None:
+    """End every job still running on ``queue`` (e.g. abandoned auto-draft children), so the
+    next test's workers do not pick up work meant for emulators that are gone."""
+    client = await connect(settings)
+    async for execution in client.list_workflows(
+        f'TaskQueue="{queue}" AND ExecutionStatus="Running"'
+    ):
+        with contextlib.suppress(Exception):
+            await client.get_workflow_handle(execution.id).terminate(reason="test cleanup")
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T]],
     until: Callable[[T], bool],

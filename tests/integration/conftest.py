@@ -14,6 +14,7 @@ from emulators import google as google_emulator
 from emulators import microsoft as microsoft_emulator
 from emulators.server import serve
 from emulators.webhook_receiver import WebhookReceiver, new_secret
+from tests.support import terminate_open_jobs
 
 
 @pytest.fixture
@@ -57,4 +58,8 @@ async def providers(settings: Settings) -> AsyncIterator[Providers]:
                 "anthropic_base_url": anthropic_url,
             }
         )
-        yield Providers(google, microsoft, claude, configured)
+        await terminate_open_jobs(settings, "email")
+        try:
+            yield Providers(google, microsoft, claude, configured)
+        finally:
+            await terminate_open_jobs(settings, "email")

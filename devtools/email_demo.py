@@ -1,0 +1,115 @@
+"""The email half of ``make run``: emulated Gmail, Outlook and Claude on loopback with one
+seeded mailbox each, connected as demo accounts and synced once, so a new user sees a sync
+and its auto-drafts work end to end with no credentials.
+
+``devtools.run`` starts this process and points the workers at the ports below (only when
+no real provider is configured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from datetime import UTC, datetime, timedelta
+
+from client.queue import JobQueue
+from client.tracking import JobState
+from core.config import load_settings
+from emulators import anthropic as anthropic_emulator
+from emulators import google as google_emulator
+from emulators import microsoft as microsoft_emulator
+from emulators.server import serve
+
+GOOGLE_PORT, MICROSOFT_PORT, ANTHROPIC_PORT = 8301, 8302, 8303
+DEMO_API_KEY = "sk-ant-demo-emulator"
+DEMO_USER = "demo-user"
+DEMO_ADDRESS = "demo@example.com"
+
+
+def demo_environment() -> dict[str, str]:
+    """Settings that point the workers at the demo emulators."""
+    google = f"http://127.0.0.1:{GOOGLE_PORT}"
+    microsoft = f"http://127.0.0.1:{MICROSOFT_PORT}"
+    return {
+        "GOOGLE_OAUTH_TOKEN_URL": f"{google}/token",
+        "GMAIL_API_BASE_URL": google,
+        "GOOGLE_CLIENT_ID": google_emulator.DEFAULT_CLIENT_ID,
+        "GOOGLE_CLIENT_SECRET": google_emulator.DEFAULT_CLIENT_SECRET,
+        "MICROSOFT_OAUTH_TOKEN_URL": microsoft + microsoft_emulator.TOKEN_PATH,
+        "GRAPH_API_BASE_URL": microsoft + microsoft_emulator.GRAPH_PREFIX,
+        "MICROSOFT_CLIENT_ID": microsoft_emulator.DEFAULT_CLIENT_ID,
+        "MICROSOFT_CLIENT_SECRET": microsoft_emulator.DEFAULT_CLIENT_SECRET,
+        "ANTHROPIC_API_KEY": DEMO_API_KEY,
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{ANTHROPIC_PORT}",
+    }
+
+
+async def _follow(queue: JobQueue, job_id: str, provider: str) -> None:
+    for _ in range(600):
+        info = await queue.get_job(job_id)
+        if info.state in (JobState.COMPLETED, JobState.FAILED):
+            print(f"demo {provider} sync {info.state.value}: {info.result or info.failure_reason}")
+            return
+        await asyncio.sleep(0.5)
+
+
+async def run_demo() -> None:
+    google = google_emulator.GoogleState()
+    google.seed_mailbox(DEMO_ADDRESS, 200, important_every=50)
+    microsoft = microsoft_emulator.MicrosoftState()
+    microsoft.seed_mailbox(
+        DEMO_ADDRESS, 200, start=datetime.now(UTC) - timedelta(days=2), high_importance_every=50
+    )
+    claude = anthropic_emulator.AnthropicState(api_keys={DEMO_API_KEY})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with (
+        serve(google_emulator.create_app(google), port=GOOGLE_PORT),
+        serve(microsoft_emulator.create_app(microsoft), port=MICROSOFT_PORT),
+        serve(anthropic_emulator.create_app(claude), port=ANTHROPIC_PORT),
+    ):
+        print(
+            f"email emulators on :{GOOGLE_PORT} (Gmail), :{MICROSOFT_PORT} (Graph), "
+            f":{ANTHROPIC_PORT} (Claude)",
+            flush=True,
+        )
+        queue = await JobQueue.connect(load_settings())
+        try:
+            expires = datetime.now(UTC) + timedelta(hours=1)
+            followers = []
+            for provider, (access, refresh) in (
+                ("gmail", google.issue_tokens(DEMO_ADDRESS)),
+                ("outlook", microsoft.issue_tokens(DEMO_ADDRESS)),
+            ):
+                account_id = await queue.connect_email_account(
+                    DEMO_USER, provider, DEMO_ADDRESS, access, refresh, expires
+                )
+                job = await queue.add_job(
+                    "email",
+                    "email_sync",
+                    {"userId": DEMO_USER, "accountId": account_id, "emailProvider": provider},
+                )
+                print(f"demo {provider} account {account_id}: sync job {job.id}", flush=True)
+                followers.append(asyncio.create_task(_follow(queue, job.id, provider)))
+            await asyncio.gather(*followers)
+            print(
+                f"demo drafts created: Gmail {len(google.drafts)}, Outlook {len(microsoft.drafts)}",
+                flush=True,
+            )
+            await stop.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await queue.close()
+
+
+def main() -> int:
+    asyncio.run(run_demo())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
