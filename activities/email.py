@@ -321,6 +321,7 @@ class EmailActivities:
                 # A 401 with a token we believed fresh: refresh once, then give up.
                 if exc.error_type != AUTHENTICATION_FAILED:
                     raise
+                account = await self._account(account.id)  # tokens may have been refreshed
                 token = await self._access_token(account, force=True)
                 draft_id = await self._create(account, token, input)
         except ProviderError as exc:
@@ -378,15 +379,10 @@ class EmailActivities:
         vips = await self._accounts.vip_senders(account.user_id)
         try:
             for _ in range(PAGES_PER_CALL):
-                token = await self._access_token(account)
-                if account.provider == "gmail":
-                    rows, page_token, new_cursor = await self._gmail_page(
-                        token, input, page_token, vips
-                    )
-                else:
-                    rows, page_token, new_cursor = await self._graph_page(
-                        token, input, page_token, vips
-                    )
+                # Re-read each page: a refresh stores new tokens (Microsoft rotates the
+                # refresh token, so the old one must not be used again).
+                account = await self._account(input.account_id)
+                rows, page_token, new_cursor = await self._page(account, input, page_token, vips)
                 fetched = len(rows)
                 kept = [
                     r
@@ -419,6 +415,25 @@ class EmailActivities:
             raise to_application_error(exc) from None
         total.page_token = page_token
         return total
+
+    async def _page(
+        self,
+        account: MailboxAccount,
+        input: SyncPagesInput,
+        page_token: str | None,
+        vips: frozenset[str],
+    ) -> tuple[list[_Row], str | None, str | None]:
+        """One page; a 401 with a token we believed fresh refreshes once, then fails."""
+        fetch = self._gmail_page if account.provider == "gmail" else self._graph_page
+        token = await self._access_token(account)
+        try:
+            return await fetch(token, input, page_token, vips)
+        except PermanentProviderError as exc:
+            if exc.error_type != AUTHENTICATION_FAILED:
+                raise
+            account = await self._account(account.id)  # tokens may have been refreshed
+            token = await self._access_token(account, force=True)
+            return await fetch(token, input, page_token, vips)
 
     async def _gmail_page(
         self, token: str, input: SyncPagesInput, page_token: str | None, vips: frozenset[str]

@@ -321,3 +321,22 @@ def test_importance_rule():
     assert rule(subject="Invoice overdue")
     assert not rule(subject="Invoices2go newsletter")  # whole words only
     assert rule(sender="VIP@x.example", vip_senders=frozenset({"vip@x.example"}))
+
+
+async def test_unexpected_401_refreshes_once_and_continues(
+    providers: Providers, job_queue: JobQueue
+):
+    address = f"401-{uuid.uuid4().hex[:6]}@example.com"
+    providers.google.seed_mailbox(address, 20)
+    access, refresh = providers.google.issue_tokens(address)
+    # The provider dropped the token although we believe it valid for another hour.
+    providers.google.expire_access_token(access)
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    account_id = await job_queue.connect_email_account(
+        user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
+    )
+    async with running_workers(providers.settings, [QueueName.EMAIL]):
+        _, info = await sync(job_queue, user, account_id, "gmail")
+    assert info.result["stored"] == 20
+    assert job_queue.accounts is not None
+    assert (await job_queue.accounts.get(account_id)).access_token != access
