@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
+from typing import TYPE_CHECKING
 
-import anthropic
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,7 +26,6 @@ from db.base import utcnow
 from db.email import AccountNotFound, EmailAccountStore, MailboxAccount
 from db.models import EmailDraft, EmailMessage, EmailSyncRun
 from db.session import dialect_insert
-from integrations.drafting import DraftWriter
 from integrations.errors import (
     CursorExpired,
     PermanentProviderError,
@@ -36,6 +35,10 @@ from integrations.errors import (
 )
 from integrations.google import GmailClient, GoogleOAuth, build_reply_mime
 from integrations.microsoft import GraphMailClient, MicrosoftOAuth
+
+if TYPE_CHECKING:
+    # The anthropic SDK costs a worker tens of MB; only workers of the email queue load it.
+    from integrations.drafting import DraftWriter
 
 log = get_logger(__name__)
 
@@ -603,6 +606,10 @@ def build_draft_writer(settings: Settings) -> DraftWriter | None:
     """Claude with the SDK's own retries off (Temporal retries); None without an API key."""
     if not settings.anthropic_api_key:
         return None
+    import anthropic
+
+    from integrations.drafting import DraftWriter
+
     client = anthropic.AsyncAnthropic(
         api_key=settings.anthropic_api_key,
         base_url=settings.anthropic_base_url,
