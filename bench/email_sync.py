@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import sys
@@ -39,14 +38,11 @@ from pathlib import Path
 from types import FrameType
 
 import psutil
-import psycopg
-import redis
 
 from bench.measure import PROJECT_ROOT, Child, machine_facts, tree_cpu_seconds
 from bench.run import (
+    clean_up,
     create_database,
-    delete_redis_keys,
-    drop_database,
     log,
     product_env,
     wait_polling,
@@ -499,21 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted; cleaning up")
         return 130
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for child in children:
-            child.stop(timeout=10)
-        if server is not None:
-            server.stop()
-        if db_name is not None:
-            with contextlib.suppress(psycopg.Error):
-                drop_database(db_name)
-        with contextlib.suppress(redis.RedisError):
-            delete_redis_keys(prefix)
-        if opts.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        clean_up(children, server, db_name, prefix, tmp, keep=opts.keep)
 
     print(render_table(results))
     if not opts.no_write and (not opts.quick or opts.write):

@@ -158,6 +158,34 @@ def delete_redis_keys(prefix: str) -> int:
     return deleted
 
 
+def clean_up(
+    children: list[Child],
+    server: DevServer | None,
+    db_name: str | None,
+    prefix: str,
+    tmp: Path,
+    *,
+    keep: bool,
+) -> None:
+    """Stop everything a benchmark started and delete its database, keys and files."""
+    # Let the clean-up finish even if the signal is repeated.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for child in children:
+        child.stop(timeout=10)
+    if server is not None:
+        server.stop()
+    if db_name is not None:
+        with contextlib.suppress(psycopg.Error):
+            drop_database(db_name)
+    with contextlib.suppress(redis.RedisError):
+        delete_redis_keys(prefix)
+    if keep:
+        log(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def product_env(address: str, database_url: str, prefix: str) -> dict[str, str]:
     import base64
 
@@ -647,22 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted; cleaning up")
         return 130
     finally:
-        # Let the clean-up finish even if the signal is repeated.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for child in children:
-            child.stop(timeout=10)
-        if server is not None:
-            server.stop()
-        if db_name is not None:
-            with contextlib.suppress(psycopg.Error):
-                drop_database(db_name)
-        with contextlib.suppress(redis.RedisError):
-            delete_redis_keys(prefix)
-        if opts.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        clean_up(children, server, db_name, prefix, tmp, keep=opts.keep)
 
     print(render_table(results))
     if opts.json is not None:

@@ -68,4 +68,5 @@ def dialect_insert(
         return postgresql.insert(model)
     if name == "sqlite":
         return sqlite.insert(model)
-    raise NotImplementedError(f"unsupported database backend {name!r}")
+    # Settings only accept these two; anything else is a programming error.
+    raise ValueError(f"unsupported database backend {name!r}")
