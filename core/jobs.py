@@ -224,7 +224,3 @@ def user_id_of(data: JobData) -> str | None:
     """The owning user of a job, when its data names one (used for isolation and fairness)."""
     value = getattr(data, "user_id", None)
     return value if isinstance(value, str) else None
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
