@@ -32,15 +32,15 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import Dependencies, build_activities
-from activities.tracking import JobTrackingInterceptor
-from client import admin
-from client.reconcile import Reconciler
-from client.temporal import connect
-from client.tracking import JobTracker, connect_redis
+from core import temporal as admin
 from core.config import ConfigError, Settings, load_settings
 from core.logging import configure_logging, get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
+from core.temporal import connect
 from db.session import create_engine, create_sessionmaker
+from tracking.interceptor import JobTrackingInterceptor
+from tracking.reconcile import Reconciler, reconcile_loop
+from tracking.store import JobTracker, connect_redis
 from workflows.registry import WORKFLOWS_BY_JOB_TYPE
 
 log = get_logger("jobs.worker")
@@ -51,6 +51,7 @@ PASSTHROUGH_MODULES = (
     "core",
     "activities",
     "client",
+    "tracking",
     "db",
     "integrations",
     "pydantic",
@@ -77,10 +78,6 @@ def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
     )
-
-
-RECONCILE_CHECK_S = 5.0
-RECONCILE_FULL_S = 60.0
 
 
 def parse_queues(argv: Sequence[str] | None = None) -> list[QueueName]:
@@ -144,29 +141,6 @@ async def prepare_temporal(
         wanted = catalog[queue].rate_per_second
         if rate.requests_per_second != wanted:
             await admin.set_queue_rate(client, namespace, queue.value, wanted, "catalog")
-
-
-async def reconcile_loop(
-    reconciler: Reconciler, interceptor: JobTrackingInterceptor, queues: list[str]
-) -> None:
-    """Rebuild Redis statistics when Redis lost them, and check open jobs every minute."""
-    seen_epoch: str | None = None
-    last_full = 0.0
-    while True:
-        try:
-            epoch = await reconciler.current_epoch()
-            due = time.monotonic() - last_full >= RECONCILE_FULL_S
-            if epoch is None or due:
-                if await reconciler.run_once(queues):
-                    last_full = time.monotonic()
-                epoch = await reconciler.current_epoch()
-            if epoch is not None and epoch != seen_epoch:
-                if seen_epoch is not None:
-                    await interceptor.reassert_running()
-                seen_epoch = epoch
-        except Exception as exc:  # Redis or Temporal briefly away: try again next round
-            log.warning("stats.reconcile_failed", error=type(exc).__name__)
-        await asyncio.sleep(RECONCILE_CHECK_S)
 
 
 @dataclass

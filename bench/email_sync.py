@@ -48,12 +48,12 @@ from bench.run import (
     wait_polling,
 )
 from client.queue import JobQueue
-from client.tracking import JobState
 from core.config import load_settings
 from core.logging import configure_logging
 from core.queues import QueueName
 from db.migrate import upgrade_database
 from devtools.devserver import DevServer, temporal_cli_path
+from tracking.store import JobState
 
 EMAIL = QueueName.EMAIL.value
 PROVIDERS = ("gmail", "outlook")

@@ -25,7 +25,7 @@ from client.api import (
     use_queue,
 )
 from client.queue import Job, JobInfo, JobQueue
-from client.tracking import JobState
+from tracking.store import JobState
 
 __all__ = [
     "Job",

@@ -39,9 +39,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from client import admin
-from client.temporal import connect
-from client.tracking import JobState, JobTracker, Transition, connect_redis, now_ms
+from core import temporal as admin
 from core.config import Settings, get_settings
 from core.crypto import TokenCipher, token_key
 from core.errors import (
@@ -60,9 +58,11 @@ from core.jobs import JOB_DATA_MODELS, WORKFLOW_NAMES, JobData, JobType, NonEmpt
 from core.logging import get_logger
 from core.queues import QUEUE_OF_JOB_TYPE, QueueName, QueueSpec, load_catalog
 from core.runs import JobRun, run_options
+from core.temporal import connect
 from db.dedup import JobKeyStore
 from db.email import EmailAccountStore
 from db.session import create_engine, create_sessionmaker
+from tracking.store import JobState, JobTracker, Transition, connect_redis, now_ms
 
 log = get_logger("jobs.client")
 

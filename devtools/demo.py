@@ -6,8 +6,8 @@ import asyncio
 import sys
 
 from client.queue import JobQueue
-from client.tracking import JobState
 from devtools.run import DEMO_RECEIVER_PORT, demo_secret
+from tracking.store import JobState
 
 
 async def demo() -> int:

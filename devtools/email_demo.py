@@ -15,12 +15,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from client.queue import JobQueue
-from client.tracking import JobState
 from core.config import load_settings
 from emulators import anthropic as anthropic_emulator
 from emulators import google as google_emulator
 from emulators import microsoft as microsoft_emulator
 from emulators.server import serve
+from tracking.store import JobState
 
 GOOGLE_PORT, MICROSOFT_PORT, ANTHROPIC_PORT = 8301, 8302, 8303
 DEMO_API_KEY = "sk-ant-demo-emulator"

@@ -19,13 +19,13 @@ from typing import Any, TypeVar
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.tracking import JobTrackingInterceptor
 from client.queue import JobQueue
-from client.temporal import connect
-from client.tracking import JobTracker, connect_redis
 from core.config import Settings, load_settings
 from core.queues import QueueName, QueueSpec, load_catalog
+from core.temporal import connect
 from devtools.devserver import free_port
+from tracking.interceptor import JobTrackingInterceptor
+from tracking.store import JobTracker, connect_redis
 from worker import worker_runtime
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -9,9 +9,9 @@ from workflows import policies
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities, PlaceDraftInput, WriteDraftInput
-    from activities.tracking import report_workflow_progress
     from core.jobs import WORKFLOW_NAMES, EmailDraftJobData, JobType
     from core.runs import JobRun
+    from tracking.progress import report_workflow_progress
 
 
 class EmailDraftResult(BaseModel):

@@ -19,10 +19,10 @@ with workflow.unsafe.imports_passed_through():
         StoredMessage,
         SyncPagesInput,
     )
-    from activities.tracking import report_workflow_progress
     from core.failures import failure_reason
     from core.jobs import WORKFLOW_NAMES, EmailDraftJobData, EmailSyncJobData, JobType
     from core.runs import JobRun
+    from tracking.progress import report_workflow_progress
     from workflows.email_draft import EmailDraftWorkflow
 
 # Continue as new after this many page batches, so a huge mailbox never grows one history

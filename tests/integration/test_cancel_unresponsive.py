@@ -13,9 +13,9 @@ from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
 from client.queue import JobQueue
-from client.tracking import JobState
 from core.config import Settings
 from tests.support import eventually, tracked_worker
+from tracking.store import JobState
 
 pytestmark = pytest.mark.integration
 

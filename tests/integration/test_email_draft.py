@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from client.queue import JobQueue
-from client.tracking import JobState
 from core.queues import QueueName
 from emulators import anthropic as anthropic_emulator
 from tests.integration.conftest import Providers
 from tests.support import eventually, running_workers
+from tracking.store import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -14,12 +14,12 @@ import pytest
 import sqlalchemy as sa
 
 from client.queue import JobQueue
-from client.tracking import JobState
 from core.queues import QueueName
 from db.models import EmailMessage, EmailSyncRun
 from db.session import create_engine
 from tests.integration.conftest import Providers
 from tests.support import eventually, running_workers
+from tracking.store import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ from pydantic import BaseModel
 from temporalio import activity, workflow
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.tracking import report_progress, report_workflow_progress
 from client.queue import JobQueue
-from client.tracking import JobState
 from core.config import Settings
 from tests.support import eventually, tracked_worker
+from tracking.progress import report_progress, report_workflow_progress
+from tracking.store import JobState
 from worker import PASSTHROUGH_MODULES
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,6 @@ from datetime import timedelta
 import pytest
 
 from client.queue import JobQueue
-from client.tracking import JobState
 from core.config import Settings
 from core.errors import (
     InvalidJobData,
@@ -27,6 +26,7 @@ from db.session import create_engine, create_sessionmaker
 from db.webhooks import WebhookDeliveryStore
 from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver
 from tests.support import eventually, fast_catalog, make_queue, running_workers
+from tracking.store import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from client.queue import JobQueue
-from client.tracking import JobState
 from core.config import Settings
 from core.queues import QueueName
 from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver
 from tests.support import eventually, running_workers
+from tracking.store import JobState
 
 pytestmark = pytest.mark.integration
 

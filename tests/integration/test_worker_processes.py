@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from client.queue import JobQueue
-from client.tracking import JobState
 from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver
 from tests.support import (
     RedisServer,
@@ -21,6 +20,7 @@ from tests.support import (
     make_queue,
     settings_from,
 )
+from tracking.store import JobState
 
 pytestmark = pytest.mark.integration
 

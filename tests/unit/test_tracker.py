@@ -1,7 +1,7 @@
 """The Redis job tracker against the real Redis: counts, retention, events and outages.
 
 Each test writes under its own key prefix and deletes it afterwards. Time is a fake clock
-(``client.tracking.now_ms``), so due times and retention windows need no waiting.
+(``tracking.store.now_ms``), so due times and retention windows need no waiting.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-import client.tracking as tracking
-from client.tracking import JobState, JobTracker, Transition, connect_redis
+import tracking.store as tracking
 from core.config import load_settings
 from core.queues import DEFAULT_CATALOG, QueueName, QueueSpec
+from tracking.store import JobState, JobTracker, Transition, connect_redis
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 QUEUE = QueueName.WEBHOOKS.value

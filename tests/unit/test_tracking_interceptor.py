@@ -18,8 +18,8 @@ from temporalio.exceptions import (
 )
 from temporalio.testing import ActivityEnvironment
 
-from activities.tracking import next_retry_delay
 from core.failures import failure_reason
+from tracking.interceptor import next_retry_delay
 
 POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=2),

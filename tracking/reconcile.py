@@ -13,6 +13,8 @@ process does the work, compares each queue's open jobs with Temporal visibility:
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -21,12 +23,16 @@ from redis.exceptions import RedisError
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from client import admin
-from client.tracking import JobState, JobTracker, Transition
+from core import temporal as admin
 from core.logging import get_logger
 from core.queues import QueueName, QueueSpec
+from tracking.interceptor import JobTrackingInterceptor
+from tracking.store import JobState, JobTracker, Transition
 
 log = get_logger("jobs.reconcile")
+
+RECONCILE_CHECK_S = 5.0
+RECONCILE_FULL_S = 60.0
 
 _FAILED_STATUSES = (
     WorkflowExecutionStatus.FAILED,
@@ -181,3 +187,26 @@ class Reconciler:
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("stats.recount_failed", queue=queue, error=type(exc).__name__)
+
+
+async def reconcile_loop(
+    reconciler: Reconciler, interceptor: JobTrackingInterceptor, queues: list[str]
+) -> None:
+    """Rebuild Redis statistics when Redis lost them, and check open jobs every minute."""
+    seen_epoch: str | None = None
+    last_full = 0.0
+    while True:
+        try:
+            epoch = await reconciler.current_epoch()
+            due = time.monotonic() - last_full >= RECONCILE_FULL_S
+            if epoch is None or due:
+                if await reconciler.run_once(queues):
+                    last_full = time.monotonic()
+                epoch = await reconciler.current_epoch()
+            if epoch is not None and epoch != seen_epoch:
+                if seen_epoch is not None:
+                    await interceptor.reassert_running()
+                seen_epoch = epoch
+        except Exception as exc:  # Redis or Temporal briefly away: try again next round
+            log.warning("stats.reconcile_failed", error=type(exc).__name__)
+        await asyncio.sleep(RECONCILE_CHECK_S)

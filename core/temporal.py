@@ -1,9 +1,11 @@
-"""What the system needs on the Temporal side, set idempotently: namespace, search
-attributes and the server-side rate limit of each queue (which is also how a queue pauses).
+"""The Temporal side of the system: the connection and data converter every process shares, and
+what the system needs on the server, set idempotently: namespace, search attributes and the
+server-side rate limit of each queue (which is also how a queue pauses).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,7 +24,28 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
+
+from core.config import Settings
+from core.crypto import EncryptionCodec, payload_key
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic models in and out, every payload encrypted before it leaves the process."""
+    return dataclasses.replace(
+        pydantic_data_converter, payload_codec=EncryptionCodec(payload_key(settings))
+    )
+
+
+async def connect(settings: Settings, *, address: str | None = None) -> Client:
+    return await Client.connect(
+        address or settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(settings),
+    )
+
 
 # Only ids go into search attributes: the server stores them unencrypted.
 USER_ID_ATTRIBUTE = SearchAttributeKey.for_keyword("BottleneckUserId")

@@ -5,7 +5,7 @@ queue's counters and sorted sets and appends the event to the job's stream, so s
 are O(1) reads with no scans and replayed or duplicated events cannot skew them (a job is
 counted in exactly one state; finished jobs stay finished). Writes never fail a job: when
 Redis is unreachable they are skipped for a short back-off and the reconciler
-(``client.reconcile``) rebuilds the numbers from Temporal visibility once Redis answers.
+(``tracking.reconcile``) rebuilds the numbers from Temporal visibility once Redis answers.
 """
 
 from __future__ import annotations

@@ -13,8 +13,6 @@ search-attribute updates, which would each cost the Temporal server time on ever
 from __future__ import annotations
 
 import asyncio
-import contextvars
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -29,15 +27,12 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-from client.tracking import JobState, JobTracker, Transition, now_ms
 from core.failures import failure_reason
 from core.logging import get_logger
+from tracking.progress import Outbox, activity_tracker, install_outbox
+from tracking.store import JobState, JobTracker, Transition, now_ms
 
 log = get_logger("jobs.lifecycle")
-
-_current: contextvars.ContextVar[JobTracker | None] = contextvars.ContextVar(
-    "job_tracker", default=None
-)
 
 
 def next_retry_delay(exc: BaseException, info: activity.Info) -> timedelta | None:
@@ -69,48 +64,6 @@ def next_retry_delay(exc: BaseException, info: activity.Info) -> timedelta | Non
         if delay_s >= cap_s:
             return cap
     return timedelta(seconds=min(delay_s, cap_s))
-
-
-async def report_progress(percent: int) -> None:
-    """Record a running activity's job progress (0..100) and append a progress event."""
-    if not 0 <= percent <= 100:
-        raise ValueError(f"progress must be within 0..100, got {percent}")
-    tracker = _current.get()
-    info = activity.info()
-    if tracker is None or info.workflow_id is None:
-        return
-    log.info("job.progress", job_id=info.workflow_id, queue=info.task_queue, progress=percent)
-    await tracker.apply(
-        Transition(
-            job_id=info.workflow_id,
-            queue=info.task_queue,
-            state=None,
-            event="progress",
-            fields={"progress": percent},
-        )
-    )
-
-
-def report_workflow_progress(percent: int) -> None:
-    """For workflow code: record the job's progress (0..100) between activities.
-
-    Skipped while replaying, so a progress step is reported once, when it first happens.
-    """
-    if not 0 <= percent <= 100:
-        raise ValueError(f"progress must be within 0..100, got {percent}")
-    outbox = _workflow_outbox
-    if outbox is None or workflow.unsafe.is_replaying():
-        return
-    info = workflow.info()
-    outbox.put(
-        Transition(
-            job_id=info.workflow_id,
-            queue=info.task_queue,
-            state=None,
-            event="progress",
-            fields={"progress": percent},
-        )
-    )
 
 
 class _ActivityTracking(ActivityInboundInterceptor):
@@ -145,10 +98,10 @@ class _ActivityTracking(ActivityInboundInterceptor):
                 fields={"attempts": info.attempt, "started_at": now_ms()},
             )
         )
-        token = _current.set(self._tracker)
         self._running[job_id] = (queue, info.attempt)
         try:
-            return await super().execute_activity(input)
+            with activity_tracker(self._tracker):
+                return await super().execute_activity(input)
         except BaseException as exc:
             delay = next_retry_delay(exc, info)
             if delay is not None:
@@ -174,7 +127,6 @@ class _ActivityTracking(ActivityInboundInterceptor):
             raise
         finally:
             self._running.pop(job_id, None)
-            _current.reset(token)
 
 
 def _workflow_now_ms() -> int:
@@ -182,7 +134,7 @@ def _workflow_now_ms() -> int:
 
 
 class _WorkflowTracking(WorkflowInboundInterceptor):
-    outbox: ClassVar[_Outbox]
+    outbox: ClassVar[Outbox]
 
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
         try:
@@ -220,20 +172,6 @@ class _WorkflowTracking(WorkflowInboundInterceptor):
         return result
 
 
-@dataclass
-class _Outbox:
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[Transition]
-
-    def put(self, transition: Transition) -> None:
-        # Called from workflow activation threads.
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, transition)
-
-
-# The outbox of this process's tracking interceptor, for report_workflow_progress.
-_workflow_outbox: _Outbox | None = None
-
-
 class JobTrackingInterceptor(Interceptor):
     """Worker interceptor that keeps Redis job records and the lifecycle log current."""
 
@@ -241,13 +179,12 @@ class JobTrackingInterceptor(Interceptor):
         self.tracker = tracker
         # Jobs whose activity runs in this process right now: job id -> (queue, attempt).
         self.running: dict[str, tuple[str, int]] = {}
-        self._outbox: _Outbox | None = None
+        self._outbox: Outbox | None = None
         self._drain: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        global _workflow_outbox
-        self._outbox = _Outbox(asyncio.get_running_loop(), asyncio.Queue())
-        _workflow_outbox = self._outbox
+        self._outbox = Outbox(asyncio.get_running_loop())
+        install_outbox(self._outbox)
         self._drain = asyncio.create_task(self._drain_outbox(), name="job-tracking-outbox")
 
     async def stop(self) -> None:
