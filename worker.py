@@ -32,7 +32,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import Dependencies, build_activities
-from core import temporal as admin
+from core import temporal
 from core.config import ConfigError, Settings, load_settings
 from core.logging import configure_logging, get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
@@ -41,7 +41,7 @@ from db.session import create_engine, create_sessionmaker
 from tracking.interceptor import JobTrackingInterceptor
 from tracking.reconcile import Reconciler, reconcile_loop
 from tracking.store import JobTracker, connect_redis
-from workflows.registry import WORKFLOWS_BY_JOB_TYPE
+from workflows.registry import workflows_of
 
 log = get_logger("jobs.worker")
 
@@ -105,7 +105,7 @@ def build_worker(
     interceptor: JobTrackingInterceptor,
     shutdown_grace: timedelta,
 ) -> Worker | None:
-    workflows = [WORKFLOWS_BY_JOB_TYPE[t] for t in spec.job_types if t in WORKFLOWS_BY_JOB_TYPE]
+    workflows = workflows_of(spec.name)
     activities = build_activities(deps, spec.name)
     if not workflows and not activities:
         return None
@@ -131,16 +131,16 @@ async def prepare_temporal(
     """Namespace, search attributes and queue rates: idempotent, safe from many workers."""
     namespace = settings.temporal_namespace
     longest = max(spec.keep_failed_for for spec in catalog.values())
-    await admin.ensure_namespace(client, namespace, longest)
-    await admin.ensure_search_attributes(client, namespace)
+    await temporal.ensure_namespace(client, namespace, longest)
+    await temporal.ensure_search_attributes(client, namespace)
     for queue in queues:
-        rate = await admin.get_queue_rate(client, namespace, queue.value)
+        rate = await temporal.get_queue_rate(client, namespace, queue.value)
         if rate.paused:
             log.info("queue.still_paused", queue=queue.value)
             continue
         wanted = catalog[queue].rate_per_second
         if rate.requests_per_second != wanted:
-            await admin.set_queue_rate(client, namespace, queue.value, wanted, "catalog")
+            await temporal.set_queue_rate(client, namespace, queue.value, wanted, "catalog")
 
 
 @dataclass

@@ -1,16 +1,25 @@
-"""Side effects of jobs: one activity class per external system, plus worker-side tracking."""
+"""Side effects of jobs: one activity class per external system.
+
+Each activity module has a ``build_*_activities(deps)`` function that the job catalog
+names (``core.catalog``); a worker of a queue calls the builders of the queue's job types
+once each, with the clients it built (``Dependencies``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.catalog import kinds_of, resolve
 from core.config import Settings
 from core.queues import QueueName
+
+Activity = Callable[..., Any]
+ActivityBuilder = Callable[["Dependencies"], Sequence[Activity]]
 
 
 @dataclass(frozen=True)
@@ -20,59 +29,16 @@ class Dependencies:
     settings: Settings
     http: httpx.AsyncClient
     sessions: async_sessionmaker[AsyncSession]
-    # Cleanups of clients built by build_activities; the worker awaits them at shutdown.
+    # Cleanups of clients built by the builders; the worker awaits them at shutdown.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
-def build_activities(deps: Dependencies, queue: QueueName) -> list[Callable[..., Any]]:
-    """The activities a worker of ``queue`` registers."""
-    if queue is QueueName.WEBHOOKS:
-        from activities.webhooks import WebhookActivities
-        from db.webhooks import WebhookDeliveryStore
-        from integrations.webhooks import WebhookSender
-
-        sender = WebhookSender(
-            deps.http, allow_private_targets=deps.settings.webhook_allow_private_targets
-        )
-        deps.closers.append(sender.aclose)
-        webhooks = WebhookActivities(sender, WebhookDeliveryStore(deps.sessions))
-        return [webhooks.deliver_webhook]
-    if queue is QueueName.EMAIL:
-        from activities.email import EmailActivities, MailboxClients, build_draft_writer
-        from core.crypto import TokenCipher, token_key
-        from db.email import EmailAccountStore
-        from integrations.google import GmailClient, GoogleOAuth
-        from integrations.microsoft import GraphMailClient, MicrosoftOAuth
-
-        settings = deps.settings
-        mailboxes = MailboxClients(
-            google_oauth=GoogleOAuth(
-                deps.http,
-                settings.google_oauth_token_url,
-                settings.google_client_id,
-                settings.google_client_secret,
-            ),
-            gmail=GmailClient(deps.http, settings.gmail_api_base_url),
-            microsoft_oauth=MicrosoftOAuth(
-                deps.http,
-                settings.microsoft_oauth_token_url,
-                settings.microsoft_client_id,
-                settings.microsoft_client_secret,
-            ),
-            graph=GraphMailClient(deps.http, settings.graph_api_base_url),
-        )
-        email = EmailActivities(
-            settings,
-            deps.sessions,
-            EmailAccountStore(deps.sessions, TokenCipher(token_key(settings))),
-            mailboxes,
-            build_draft_writer(settings),
-        )
-        return [
-            email.write_draft,
-            email.place_draft,
-            email.begin_sync,
-            email.sync_pages,
-            email.finish_sync,
-        ]
-    return []
+def build_activities(deps: Dependencies, queue: QueueName) -> list[Activity]:
+    """The activities a worker of ``queue`` registers: each builder of its job types once."""
+    references = dict.fromkeys(k.activities for k in kinds_of(queue) if k.activities)
+    activities: list[Activity] = []
+    for reference in references:
+        assert reference is not None
+        builder: ActivityBuilder = resolve(reference)
+        activities.extend(builder(deps))
+    return activities

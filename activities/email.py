@@ -8,9 +8,10 @@ a second draft in the mailbox.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select, update
@@ -18,8 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import Dependencies
+from activities.errors import to_application_error
 from activities.heartbeat import auto_heartbeat, heartbeat
 from core.config import Settings
+from core.crypto import TokenCipher, token_key
 from core.errors import AUTHENTICATION_FAILED, INVALID_CONFIGURATION
 from core.logging import get_logger
 from db.base import utcnow
@@ -31,7 +35,6 @@ from integrations.errors import (
     PermanentProviderError,
     ProviderError,
     ReauthRequired,
-    to_application_error,
 )
 from integrations.google import GmailClient, GoogleOAuth, build_reply_mime
 from integrations.microsoft import GraphMailClient, MicrosoftOAuth
@@ -308,6 +311,7 @@ class EmailActivities:
         )
 
     @activity.defn(name="place_email_draft")
+    @auto_heartbeat
     async def place_draft(self, input: PlaceDraftInput) -> PlacedDraft:
         """Create the draft in the user's mailbox: a Gmail draft or a Graph reply draft."""
         stored = await self._stored_draft(input.job_id)
@@ -340,6 +344,7 @@ class EmailActivities:
     # -- sync ----------------------------------------------------------------------------
 
     @activity.defn(name="begin_email_sync")
+    @auto_heartbeat
     async def begin_sync(self, input: BeginSyncInput) -> SyncPlan:
         """Record the run as running (FR-055) and check the account can be read."""
         account = await self._account(input.account_id)
@@ -619,3 +624,37 @@ def build_draft_writer(settings: Settings) -> DraftWriter | None:
     return DraftWriter(
         client, model=settings.email_draft_model, max_tokens=settings.email_draft_max_tokens
     )
+
+
+def build_email_activities(deps: Dependencies) -> list[Callable[..., Any]]:
+    settings = deps.settings
+    mailboxes = MailboxClients(
+        google_oauth=GoogleOAuth(
+            deps.http,
+            settings.google_oauth_token_url,
+            settings.google_client_id,
+            settings.google_client_secret,
+        ),
+        gmail=GmailClient(deps.http, settings.gmail_api_base_url),
+        microsoft_oauth=MicrosoftOAuth(
+            deps.http,
+            settings.microsoft_oauth_token_url,
+            settings.microsoft_client_id,
+            settings.microsoft_client_secret,
+        ),
+        graph=GraphMailClient(deps.http, settings.graph_api_base_url),
+    )
+    email = EmailActivities(
+        settings,
+        deps.sessions,
+        EmailAccountStore(deps.sessions, TokenCipher(token_key(settings))),
+        mailboxes,
+        build_draft_writer(settings),
+    )
+    return [
+        email.write_draft,
+        email.place_draft,
+        email.begin_sync,
+        email.sync_pages,
+        email.finish_sync,
+    ]

@@ -62,4 +62,11 @@ def auto_heartbeat(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             beats.cancel()
             _details.reset(token)
 
+    # Read by tests that pair each activity with a heartbeating preset (workflows.policies).
+    wrapper.__heartbeats__ = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def heartbeats(fn: object) -> bool:
+    """Whether an activity heartbeats (wears ``auto_heartbeat``)."""
+    return bool(getattr(fn, "__heartbeats__", False))

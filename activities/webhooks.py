@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,16 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import Dependencies
 from activities.heartbeat import auto_heartbeat
-from core.errors import DELIVERY_REJECTED, TARGET_FORBIDDEN
+from core.errors import DELIVERY_FAILED, DELIVERY_REJECTED, TARGET_FORBIDDEN
 from core.logging import get_logger
 from db.models import AttemptOutcome
 from db.webhooks import NewDelivery, WebhookDeliveryStore
 from integrations.webhooks import WebhookSender
 
 log = get_logger(__name__)
-
-DELIVERY_FAILED = "DeliveryFailed"  # transient: retried with the queue's backoff
 
 
 class DeliverWebhookInput(BaseModel):
@@ -141,3 +141,12 @@ class WebhookActivities:
                 timedelta(seconds=outcome.retry_after) if outcome.retry_after else None
             ),
         )
+
+
+def build_webhook_activities(deps: Dependencies) -> list[Callable[..., Any]]:
+    sender = WebhookSender(
+        deps.http, allow_private_targets=deps.settings.webhook_allow_private_targets
+    )
+    deps.closers.append(sender.aclose)
+    webhooks = WebhookActivities(sender, WebhookDeliveryStore(deps.sessions))
+    return [webhooks.deliver_webhook]

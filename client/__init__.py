@@ -1,10 +1,16 @@
 """The job API producers import: ``from client import add_job, get_queue_stats``."""
 
 from client.api import (
+    add_ad_analysis_job,
+    add_ad_automation_job,
     add_email_draft_job,
     add_email_sync_job,
     add_job,
+    add_keyword_analysis_job,
     add_lead_enrichment_job,
+    add_memory_cleanup_job,
+    add_memory_consolidation_job,
+    add_seo_audit_job,
     add_voice_call_job,
     add_webhook_delivery_job,
     add_workflow_execution_job,
@@ -24,7 +30,8 @@ from client.api import (
     shutdown_queues,
     use_queue,
 )
-from client.queue import Job, JobInfo, JobQueue
+from client.base import Job, JobInfo
+from client.queue import JobQueue
 from tracking.store import JobState
 
 __all__ = [
@@ -33,9 +40,15 @@ __all__ = [
     "JobQueue",
     "JobState",
     "add_email_draft_job",
+    "add_ad_analysis_job",
+    "add_ad_automation_job",
     "add_email_sync_job",
     "add_job",
+    "add_keyword_analysis_job",
     "add_lead_enrichment_job",
+    "add_memory_cleanup_job",
+    "add_memory_consolidation_job",
+    "add_seo_audit_job",
     "add_voice_call_job",
     "add_webhook_delivery_job",
     "add_workflow_execution_job",

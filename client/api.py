@@ -10,26 +10,35 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from client.queue import Job, JobInfo, JobQueue
+from client.base import Job, JobInfo
+from client.queue import JobQueue
+from core.catalog import QUEUE_OF_JOB_TYPE
 from core.jobs import (
+    AdAnalysisJobData,
+    AdAutomationJobData,
     EmailDraftJobData,
     EmailSyncJobData,
     JobData,
     JobType,
+    KeywordAnalysisJobData,
     LeadEnrichmentJobData,
+    MemoryCleanupJobData,
+    MemoryConsolidationJobData,
+    SeoAuditJobData,
     VoiceCallJobData,
     WebhookDeliveryJobData,
     WorkflowExecutionJobData,
 )
-from core.queues import QUEUE_OF_JOB_TYPE
 
 _queue: JobQueue | None = None
 _lock = asyncio.Lock()
 
 Data = JobData | Mapping[str, Any]
 Delay = int | timedelta | None
+DataT = TypeVar("DataT", bound=JobData)
+DataT_contra = TypeVar("DataT_contra", bound=JobData, contravariant=True)
 
 
 async def get_queue() -> JobQueue:
@@ -68,89 +77,55 @@ async def add_job(
     )
 
 
-async def _add_typed(
-    job_type: JobType,
-    data: Data,
-    delay: Delay,
-    priority: int | None,
-    attempts: int | None,
-    job_id: str | None,
-) -> Job:
-    return await add_job(
-        QUEUE_OF_JOB_TYPE[job_type].value,
-        job_type,
-        data,
-        delay=delay,
-        priority=priority,
-        attempts=attempts,
-        job_id=job_id,
-    )
+class AddTypedJob(Protocol[DataT_contra]):
+    """``add_<job type>_job(data, *, delay, priority, attempts, job_id)``: add_job with the
+    queue and job type filled in."""
+
+    async def __call__(
+        self,
+        data: DataT_contra | Mapping[str, Any],
+        *,
+        delay: Delay = None,
+        priority: int | None = None,
+        attempts: int | None = None,
+        job_id: str | None = None,
+    ) -> Job: ...
 
 
-async def add_email_sync_job(
-    data: EmailSyncJobData | Mapping[str, Any],
-    *,
-    delay: Delay = None,
-    priority: int | None = None,
-    attempts: int | None = None,
-    job_id: str | None = None,
-) -> Job:
-    return await _add_typed(JobType.EMAIL_SYNC, data, delay, priority, attempts, job_id)
+def typed_helper(job_type: JobType, _model: type[DataT]) -> AddTypedJob[DataT]:
+    """The typed add helper of ``job_type`` (its data model only types the signature)."""
+    queue = QUEUE_OF_JOB_TYPE[job_type].value
+
+    async def add(
+        data: DataT | Mapping[str, Any],
+        *,
+        delay: Delay = None,
+        priority: int | None = None,
+        attempts: int | None = None,
+        job_id: str | None = None,
+    ) -> Job:
+        return await add_job(
+            queue, job_type, data, delay=delay, priority=priority, attempts=attempts, job_id=job_id
+        )
+
+    add.__name__ = add.__qualname__ = f"add_{job_type.value}_job"
+    add.__doc__ = f"Add a {job_type.value} job to the {queue} queue (see add_job)."
+    return add
 
 
-async def add_email_draft_job(
-    data: EmailDraftJobData | Mapping[str, Any],
-    *,
-    delay: Delay = None,
-    priority: int | None = None,
-    attempts: int | None = None,
-    job_id: str | None = None,
-) -> Job:
-    return await _add_typed(JobType.EMAIL_DRAFT, data, delay, priority, attempts, job_id)
-
-
-async def add_voice_call_job(
-    data: VoiceCallJobData | Mapping[str, Any],
-    *,
-    delay: Delay = None,
-    priority: int | None = None,
-    attempts: int | None = None,
-    job_id: str | None = None,
-) -> Job:
-    return await _add_typed(JobType.VOICE_CALL, data, delay, priority, attempts, job_id)
-
-
-async def add_lead_enrichment_job(
-    data: LeadEnrichmentJobData | Mapping[str, Any],
-    *,
-    delay: Delay = None,
-    priority: int | None = None,
-    attempts: int | None = None,
-    job_id: str | None = None,
-) -> Job:
-    return await _add_typed(JobType.LEAD_ENRICHMENT, data, delay, priority, attempts, job_id)
-
-
-async def add_workflow_execution_job(
-    data: WorkflowExecutionJobData | Mapping[str, Any],
-    *,
-    delay: Delay = None,
-    priority: int | None = None,
-    attempts: int | None = None,
-    job_id: str | None = None,
-) -> Job:
-    return await _add_typed(JobType.WORKFLOW_EXECUTION, data, delay, priority, attempts, job_id)
-
-
-async def add_webhook_delivery_job(
-    data: WebhookDeliveryJobData | Mapping[str, Any],
-    *,
-    delay: Delay = None,
-    priority: int | None = None,
-    attempts: int | None = None,
-    job_id: str | None = None,
-) -> Job:
-    return await _add_typed(JobType.WEBHOOK_DELIVERY, data, delay, priority, attempts, job_id)
+T = JobType
+add_email_sync_job = typed_helper(T.EMAIL_SYNC, EmailSyncJobData)
+add_email_draft_job = typed_helper(T.EMAIL_DRAFT, EmailDraftJobData)
+add_voice_call_job = typed_helper(T.VOICE_CALL, VoiceCallJobData)
+add_seo_audit_job = typed_helper(T.SEO_AUDIT, SeoAuditJobData)
+add_keyword_analysis_job = typed_helper(T.KEYWORD_ANALYSIS, KeywordAnalysisJobData)
+add_ad_analysis_job = typed_helper(T.AD_ANALYSIS, AdAnalysisJobData)
+add_ad_automation_job = typed_helper(T.AD_AUTOMATION, AdAutomationJobData)
+add_lead_enrichment_job = typed_helper(T.LEAD_ENRICHMENT, LeadEnrichmentJobData)
+add_workflow_execution_job = typed_helper(T.WORKFLOW_EXECUTION, WorkflowExecutionJobData)
+add_memory_cleanup_job = typed_helper(T.MEMORY_CLEANUP, MemoryCleanupJobData)
+add_memory_consolidation_job = typed_helper(T.MEMORY_CONSOLIDATION, MemoryConsolidationJobData)
+add_webhook_delivery_job = typed_helper(T.WEBHOOK_DELIVERY, WebhookDeliveryJobData)
 
 
 async def connect_email_account(

@@ -65,13 +65,22 @@ class InvalidJobState(JobError):
     """The operation does not apply to the job's current state (e.g. retrying a running job)."""
 
 
-# ApplicationError type names of permanent failures: never retried.
+# The ``type`` names of ApplicationErrors, declared here and nowhere else.
+# Permanent: never retried (the retry policy lists them, and they are raised non_retryable).
 INVALID_JOB_DATA = "InvalidJobData"
 AUTHENTICATION_FAILED = "AuthenticationFailed"
 RESOURCE_NOT_FOUND = "ResourceNotFound"
 INVALID_CONFIGURATION = "InvalidConfiguration"
-DELIVERY_REJECTED = "DeliveryRejected"
-TARGET_FORBIDDEN = "TargetForbidden"
+DELIVERY_REJECTED = "DeliveryRejected"  # the webhook receiver refused the message
+TARGET_FORBIDDEN = "TargetForbidden"  # the webhook target is not a public address
+REAUTH_REQUIRED = "ReauthRequired"  # the user must connect the account again
+PERMISSION_DENIED = "PermissionDenied"
+REQUEST_REJECTED = "RequestRejected"
+SPEND_LIMIT_REACHED = "SpendLimitReached"  # until someone raises the limit
+# Transient: retried with the queue's backoff (Retry-After honoured).
+RATE_LIMITED = "RateLimited"
+PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+DELIVERY_FAILED = "DeliveryFailed"  # a webhook attempt that may succeed later
 
 NON_RETRYABLE_ERROR_TYPES: tuple[str, ...] = (
     INVALID_JOB_DATA,
@@ -80,6 +89,10 @@ NON_RETRYABLE_ERROR_TYPES: tuple[str, ...] = (
     INVALID_CONFIGURATION,
     DELIVERY_REJECTED,
     TARGET_FORBIDDEN,
+    REAUTH_REQUIRED,
+    PERMISSION_DENIED,
+    REQUEST_REJECTED,
+    SPEND_LIMIT_REACHED,
 )
 
 

@@ -199,27 +199,6 @@ class WebhookDeliveryJobData(JobData):
         return value
 
 
-JOB_DATA_MODELS: dict[JobType, type[JobData]] = {
-    JobType.EMAIL_SYNC: EmailSyncJobData,
-    JobType.EMAIL_DRAFT: EmailDraftJobData,
-    JobType.VOICE_CALL: VoiceCallJobData,
-    JobType.SEO_AUDIT: SeoAuditJobData,
-    JobType.KEYWORD_ANALYSIS: KeywordAnalysisJobData,
-    JobType.AD_ANALYSIS: AdAnalysisJobData,
-    JobType.AD_AUTOMATION: AdAutomationJobData,
-    JobType.LEAD_ENRICHMENT: LeadEnrichmentJobData,
-    JobType.WORKFLOW_EXECUTION: WorkflowExecutionJobData,
-    JobType.MEMORY_CLEANUP: MemoryCleanupJobData,
-    JobType.MEMORY_CONSOLIDATION: MemoryConsolidationJobData,
-    JobType.WEBHOOK_DELIVERY: WebhookDeliveryJobData,
-}
-
-# Stable Temporal workflow type names: schedules, the queue adapter and the Web UI use them.
-WORKFLOW_NAMES: dict[JobType, str] = {
-    job_type: job_type.value.replace("_", "-") for job_type in JobType
-}
-
-
 def user_id_of(data: JobData) -> str | None:
     """The owning user of a job, when its data names one (used for isolation and fairness)."""
     value = getattr(data, "user_id", None)

@@ -1,5 +1,5 @@
-"""The queue catalog: the one place that declares each queue's job types, retry policy,
-timeouts, worker concurrency, dispatch rate and retention of finished jobs.
+"""The queue catalog: the one place that declares each queue's retry policy, timeouts, worker
+concurrency, dispatch rate and retention of finished jobs (its job types are in core.catalog).
 
 Values follow PRD-036 FR-030..046 and can be overridden per queue by environment
 variables ``QUEUE_<NAME>_<SETTING>`` (e.g. ``QUEUE_EMAIL_CONCURRENCY=8``), validated at start.
@@ -14,7 +14,6 @@ from datetime import timedelta
 from enum import StrEnum
 
 from core.config import ConfigError
-from core.jobs import JobType
 
 
 class QueueName(StrEnum):
@@ -32,12 +31,14 @@ class QueueName(StrEnum):
 class QueueSpec:
     """Everything a queue needs: retry, timeouts, concurrency, rate and retention.
 
-    ``rate_per_second`` is enforced by the Temporal server on the queue's activity task
-    queue, so it holds across every worker process of the queue.
+    ``attempts`` and the backoff fields make the retry policy of every activity of the
+    queue's jobs (``workflows.policies``). ``start_to_close`` and ``heartbeat`` bound the
+    queue's long, heartbeating steps (a mailbox sync, a crawl); quick calls have fixed
+    timeouts of their own. ``rate_per_second`` is enforced by the Temporal server on the
+    queue's activity task queue, so it holds across every worker process of the queue.
     """
 
     name: QueueName
-    job_types: tuple[JobType, ...]
     attempts: int
     initial_backoff: timedelta
     max_backoff: timedelta
@@ -52,110 +53,35 @@ class QueueSpec:
 
 
 _S = timedelta(seconds=1)
+_MIN = timedelta(minutes=1)
+Q = QueueName
 
+# PRD-036 FR-030..046. Long steps: a mailbox sync pages for minutes, a call is followed for
+# up to 10 minutes (AC-003); a heartbeat catches a dead worker within its timeout.
 DEFAULT_CATALOG: dict[QueueName, QueueSpec] = {
     spec.name: spec
     for spec in (
-        QueueSpec(
-            name=QueueName.EMAIL,
-            job_types=(JobType.EMAIL_SYNC, JobType.EMAIL_DRAFT),
-            attempts=3,
-            initial_backoff=2 * _S,
-            max_backoff=5 * 60 * _S,
-            # Mailbox syncs page for minutes; the heartbeat catches a dead worker in 30 s.
-            start_to_close=30 * 60 * _S,
-            heartbeat=30 * _S,
-            concurrency=5,
-            rate_per_second=10,
-        ),
-        QueueSpec(
-            name=QueueName.VOICE,
-            job_types=(JobType.VOICE_CALL,),
-            attempts=2,
-            initial_backoff=5 * _S,
-            max_backoff=5 * 60 * _S,
-            # A call is polled for up to 10 minutes (AC-003), plus set-up.
-            start_to_close=15 * 60 * _S,
-            heartbeat=30 * _S,
-            concurrency=3,
-            rate_per_second=5,
-        ),
-        QueueSpec(
-            name=QueueName.SEO,
-            job_types=(JobType.SEO_AUDIT, JobType.KEYWORD_ANALYSIS),
-            attempts=3,
-            initial_backoff=10 * _S,
-            max_backoff=10 * 60 * _S,
-            start_to_close=10 * 60 * _S,
-            heartbeat=60 * _S,
-            concurrency=2,
-            rate_per_second=2,
-        ),
-        QueueSpec(
-            name=QueueName.ADS,
-            job_types=(JobType.AD_ANALYSIS, JobType.AD_AUTOMATION),
-            attempts=3,
-            initial_backoff=10 * _S,
-            max_backoff=10 * 60 * _S,
-            start_to_close=10 * 60 * _S,
-            heartbeat=60 * _S,
-            concurrency=2,
-            rate_per_second=2,
-        ),
-        QueueSpec(
-            name=QueueName.ENRICHMENT,
-            job_types=(JobType.LEAD_ENRICHMENT,),
-            attempts=3,
-            initial_backoff=5 * _S,
-            max_backoff=5 * 60 * _S,
-            start_to_close=30 * 60 * _S,
-            heartbeat=60 * _S,
-            concurrency=2,
-            rate_per_second=10,
-        ),
-        QueueSpec(
-            name=QueueName.WORKFLOW,
-            job_types=(JobType.WORKFLOW_EXECUTION,),
-            attempts=3,
-            initial_backoff=2 * _S,
-            max_backoff=5 * 60 * _S,
-            start_to_close=30 * 60 * _S,
-            heartbeat=30 * _S,
-            concurrency=3,
-            rate_per_second=10,
-        ),
-        QueueSpec(
-            name=QueueName.MAINTENANCE,
-            job_types=(JobType.MEMORY_CLEANUP, JobType.MEMORY_CONSOLIDATION),
-            attempts=3,
-            initial_backoff=30 * _S,
-            max_backoff=30 * 60 * _S,
-            start_to_close=30 * 60 * _S,
-            heartbeat=60 * _S,
-            concurrency=2,
-            rate_per_second=5 / 60,
-        ),
-        QueueSpec(
-            name=QueueName.WEBHOOKS,
-            job_types=(JobType.WEBHOOK_DELIVERY,),
-            attempts=5,
-            initial_backoff=2 * _S,
-            # Receivers may be down for a while; later attempts wait up to an hour apart.
-            max_backoff=60 * 60 * _S,
-            # The POST itself times out after 10 s; the rest is signing and recording.
-            start_to_close=30 * _S,
-            # Only deliveries slower than half of this heartbeat (to see a cancel); a dead
-            # worker's delivery is retried elsewhere after 5 s instead of 30.
-            heartbeat=5 * _S,
-            concurrency=20,
-            rate_per_second=100,
-        ),
+        QueueSpec(Q.EMAIL, attempts=3, initial_backoff=2 * _S, max_backoff=5 * _MIN,
+                  start_to_close=30 * _MIN, heartbeat=30 * _S, concurrency=5, rate_per_second=10),
+        QueueSpec(Q.VOICE, attempts=2, initial_backoff=5 * _S, max_backoff=5 * _MIN,
+                  start_to_close=15 * _MIN, heartbeat=30 * _S, concurrency=3, rate_per_second=5),
+        QueueSpec(Q.SEO, attempts=3, initial_backoff=10 * _S, max_backoff=10 * _MIN,
+                  start_to_close=10 * _MIN, heartbeat=60 * _S, concurrency=2, rate_per_second=2),
+        QueueSpec(Q.ADS, attempts=3, initial_backoff=10 * _S, max_backoff=10 * _MIN,
+                  start_to_close=10 * _MIN, heartbeat=60 * _S, concurrency=2, rate_per_second=2),
+        QueueSpec(Q.ENRICHMENT, attempts=3, initial_backoff=5 * _S, max_backoff=5 * _MIN,
+                  start_to_close=30 * _MIN, heartbeat=60 * _S, concurrency=2, rate_per_second=10),
+        QueueSpec(Q.WORKFLOW, attempts=3, initial_backoff=2 * _S, max_backoff=5 * _MIN,
+                  start_to_close=30 * _MIN, heartbeat=30 * _S, concurrency=3, rate_per_second=10),
+        QueueSpec(Q.MAINTENANCE, attempts=3, initial_backoff=30 * _S, max_backoff=30 * _MIN,
+                  start_to_close=30 * _MIN, heartbeat=60 * _S, concurrency=2,
+                  rate_per_second=5 / 60),
+        # Receivers may be down for a while: later attempts wait up to an hour apart.
+        QueueSpec(Q.WEBHOOKS, attempts=5, initial_backoff=2 * _S, max_backoff=60 * _MIN,
+                  start_to_close=10 * _MIN, heartbeat=30 * _S, concurrency=20,
+                  rate_per_second=100),
     )
-}
-
-QUEUE_OF_JOB_TYPE: dict[JobType, QueueName] = {
-    job_type: spec.name for spec in DEFAULT_CATALOG.values() for job_type in spec.job_types
-}
+}  # fmt: skip
 
 _DURATION_FIELDS = {
     "initial_backoff",
@@ -196,7 +122,7 @@ def _override(spec: QueueSpec, field: str, raw: str, var: str) -> QueueSpec:
 def load_catalog(environ: Mapping[str, str] | None = None) -> dict[QueueName, QueueSpec]:
     """The catalog with ``QUEUE_<NAME>_<FIELD>`` overrides applied (durations in seconds)."""
     env = os.environ if environ is None else environ
-    tunable = {f.name for f in fields(QueueSpec)} - {"name", "job_types"}
+    tunable = {f.name for f in fields(QueueSpec)} - {"name"}
     catalog = dict(DEFAULT_CATALOG)
     for var, raw in env.items():
         if not var.startswith("QUEUE_"):

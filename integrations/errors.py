@@ -1,28 +1,30 @@
 """The one place that decides whether a provider's answer is worth retrying.
 
-Provider clients raise these exceptions; activities turn them into Temporal failures with
-``to_application_error`` (transient: retried with the queue's backoff, ``Retry-After``
-honoured; permanent: ``non_retryable`` with a type name from ``core.errors``).
+Provider clients raise these exceptions; activities turn them into Temporal failures at
+their edge (``activities.errors.to_application_error``): transient ones are retried with the
+queue's backoff, ``Retry-After`` honoured; permanent ones fail the job. The error type names
+come from ``core.errors``. Nothing here knows about Temporal.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from temporalio.exceptions import ApplicationError
-
-from core.errors import AUTHENTICATION_FAILED, INVALID_CONFIGURATION, RESOURCE_NOT_FOUND
+from core.errors import (
+    AUTHENTICATION_FAILED,
+    INVALID_CONFIGURATION,
+    PERMISSION_DENIED,
+    PROVIDER_UNAVAILABLE,
+    RATE_LIMITED,
+    REAUTH_REQUIRED,
+    REQUEST_REJECTED,
+    RESOURCE_NOT_FOUND,
+    SPEND_LIMIT_REACHED,
+)
 
 # A server asking for more than this is treated as asking for this.
 MAX_RETRY_AFTER_S = 3600.0
-
-RATE_LIMITED = "RateLimited"  # transient
-PROVIDER_UNAVAILABLE = "ProviderUnavailable"  # transient
-REAUTH_REQUIRED = "ReauthRequired"  # permanent: the user must connect the account again
-PERMISSION_DENIED = "PermissionDenied"  # permanent
-REQUEST_REJECTED = "RequestRejected"  # permanent
-SPEND_LIMIT_REACHED = "SpendLimitReached"  # permanent until someone raises the limit
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -119,22 +121,16 @@ def status_error(
     return PermanentProviderError(provider, message, status_code=status_code)
 
 
-def to_application_error(exc: ProviderError) -> ApplicationError:
-    """The Temporal failure for a provider error, raised at the activity edge."""
-    return ApplicationError(
-        str(exc),
-        type=exc.error_type,
-        non_retryable=not exc.retryable,
-        next_retry_delay=(
-            timedelta(seconds=exc.retry_after) if exc.retryable and exc.retry_after else None
-        ),
-    )
-
-
 __all__ = [
     "AUTHENTICATION_FAILED",
     "INVALID_CONFIGURATION",
+    "PERMISSION_DENIED",
+    "PROVIDER_UNAVAILABLE",
+    "RATE_LIMITED",
+    "REAUTH_REQUIRED",
+    "REQUEST_REJECTED",
     "RESOURCE_NOT_FOUND",
+    "SPEND_LIMIT_REACHED",
     "CursorExpired",
     "PermanentProviderError",
     "ProviderError",
@@ -142,5 +138,4 @@ __all__ = [
     "TransientProviderError",
     "parse_retry_after",
     "status_error",
-    "to_application_error",
 ]

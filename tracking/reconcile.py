@@ -23,7 +23,8 @@ from redis.exceptions import RedisError
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from core import temporal as admin
+from core import temporal
+from core.catalog import job_type_name
 from core.logging import get_logger
 from core.queues import QueueName, QueueSpec
 from tracking.interceptor import JobTrackingInterceptor
@@ -127,9 +128,9 @@ class Reconciler:
         for job_id in running.keys() - open_ids:
             wf = running[job_id]
             delayed = wf.execution_time is not None and wf.execution_time > now
-            user_id = wf.typed_search_attributes.get(admin.USER_ID_ATTRIBUTE)
+            user_id = wf.typed_search_attributes.get(temporal.USER_ID_ATTRIBUTE)
             fields: dict[str, str | int | float] = {
-                "type": wf.workflow_type.replace("-", "_"),
+                "type": job_type_name(wf.workflow_type),
                 "added_at": _ms(wf.start_time),
                 "attempts": 0,
                 "progress": 0,
@@ -153,7 +154,7 @@ class Reconciler:
             log.info("stats.reconciled", queue=queue, fixed=len(fixes))
         if rebuild:
             await self._recount_finished(queue)
-        rate = await admin.get_queue_rate(self.client, self.namespace, queue)
+        rate = await temporal.get_queue_rate(self.client, self.namespace, queue)
         await self.tracker.set_paused(queue, rate.paused)
 
     async def _recount_finished(self, queue: str) -> None:

@@ -9,7 +9,8 @@ from workflows import policies
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities, PlaceDraftInput, WriteDraftInput
-    from core.jobs import WORKFLOW_NAMES, EmailDraftJobData, JobType
+    from core.catalog import WORKFLOW_NAMES
+    from core.jobs import EmailDraftJobData, JobType
     from core.runs import JobRun
     from tracking.progress import report_workflow_progress
 
@@ -42,7 +43,7 @@ class EmailDraftWorkflow:
                 tone=data.tone,
                 account_id=data.account_id,
             ),
-            **policies.job_activity(job.run),
+            **policies.llm_call(job.run),
         )
         result = EmailDraftResult(
             model=written.model,
@@ -62,7 +63,7 @@ class EmailDraftWorkflow:
                 reply_to_message_id=data.reply_to_message_id,
                 body=written.body,
             ),
-            **policies.job_activity(job.run),
+            **policies.http_call(job.run),
         )
         return result.model_copy(
             update={"provider": placed.provider, "provider_draft_id": placed.provider_draft_id}

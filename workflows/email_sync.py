@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
 
 from workflows import policies
 
@@ -19,8 +16,9 @@ with workflow.unsafe.imports_passed_through():
         StoredMessage,
         SyncPagesInput,
     )
+    from core.catalog import WORKFLOW_NAMES
     from core.failures import failure_reason
-    from core.jobs import WORKFLOW_NAMES, EmailDraftJobData, EmailSyncJobData, JobType
+    from core.jobs import EmailDraftJobData, EmailSyncJobData, JobType
     from core.runs import JobRun
     from tracking.progress import report_workflow_progress
     from workflows.email_draft import EmailDraftWorkflow
@@ -69,7 +67,6 @@ class EmailSyncWorkflow:
     @workflow.run
     async def run(self, job: EmailSyncInput) -> EmailSyncResult:
         data, state = job.data, job.resume
-        options = policies.job_activity(job.run)
         if state is None:
             report_workflow_progress(5)
             plan = await workflow.execute_activity_method(
@@ -80,7 +77,7 @@ class EmailSyncWorkflow:
                     account_id=data.account_id,
                     provider=data.email_provider,
                 ),
-                **options,
+                **policies.http_call(job.run),
             )
             report_workflow_progress(10)
             state = SyncState(
@@ -101,7 +98,7 @@ class EmailSyncWorkflow:
                         page_token=state.page_token,
                         sync_since=data.sync_since,
                     ),
-                    **options,
+                    **policies.long_step(job.run),
                 )
                 if page.cursor_expired:
                     workflow.logger.info("email sync cursor expired; running a full sync")
@@ -129,13 +126,13 @@ class EmailSyncWorkflow:
             await workflow.execute_activity_method(
                 EmailActivities.finish_sync,
                 self._finish(job, state, "completed"),
-                **options,
+                **policies.db_step(job.run),
             )
         except ActivityError as exc:
             await workflow.execute_activity_method(
                 EmailActivities.finish_sync,
                 self._finish(job, state, "failed", failure_reason(exc)),
-                **options,
+                **policies.db_step(job.run),
             )
             raise ApplicationError(
                 f"email sync failed: {failure_reason(exc)}", non_retryable=True
@@ -188,10 +185,7 @@ class EmailSyncWorkflow:
                         run=job.run.model_copy(update={"job_type": JobType.EMAIL_DRAFT}),
                     ),
                     id=f"email_draft-auto-{job.data.account_id}-{message.provider_message_id}",
-                    task_queue=job.run.queue,
-                    # The draft outlives the sync that found the message.
-                    parent_close_policy=ParentClosePolicy.ABANDON,
-                    execution_timeout=timedelta(hours=1),
+                    **policies.child_job(job.run),
                 )
             except WorkflowAlreadyStartedError:
                 continue

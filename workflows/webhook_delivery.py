@@ -8,7 +8,8 @@ from workflows import policies
 
 with workflow.unsafe.imports_passed_through():
     from activities.webhooks import DeliverWebhookInput, DeliverWebhookResult, WebhookActivities
-    from core.jobs import WORKFLOW_NAMES, JobType, WebhookDeliveryJobData
+    from core.catalog import WORKFLOW_NAMES
+    from core.jobs import JobType, WebhookDeliveryJobData
     from core.runs import JobRun
 
 
@@ -33,5 +34,5 @@ class WebhookDeliveryWorkflow:
                 secret=data.secret,
                 created_at=workflow.info().workflow_start_time,
             ),
-            **policies.job_activity(job.run),
+            **policies.http_call(job.run),
         )

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from activities.errors import to_application_error
 from core.errors import AUTHENTICATION_FAILED, NON_RETRYABLE_ERROR_TYPES, RESOURCE_NOT_FOUND
 from core.runs import RetrySettings
 from integrations.errors import (
@@ -15,7 +16,6 @@ from integrations.errors import (
     ReauthRequired,
     TransientProviderError,
     status_error,
-    to_application_error,
 )
 from workflows.policies import retry_policy
 

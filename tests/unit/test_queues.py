@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import fields
 from datetime import timedelta
 
 import pytest
 
 from core.config import ConfigError
-from core.jobs import JobType
-from core.queues import DEFAULT_CATALOG, QUEUE_OF_JOB_TYPE, QueueName, QueueSpec, load_catalog
+from core.queues import DEFAULT_CATALOG, QueueName, QueueSpec, load_catalog
 
 
 def test_every_queue_has_a_spec_under_its_own_name() -> None:
     assert set(DEFAULT_CATALOG) == set(QueueName)
     for name, spec in DEFAULT_CATALOG.items():
         assert spec.name is name
-
-
-def test_every_job_type_maps_to_exactly_one_queue() -> None:
-    listed = Counter(job_type for spec in DEFAULT_CATALOG.values() for job_type in spec.job_types)
-    assert set(listed) == set(JobType)
-    assert all(count == 1 for count in listed.values()), listed
-    assert set(QUEUE_OF_JOB_TYPE) == set(JobType)
-    for job_type, queue in QUEUE_OF_JOB_TYPE.items():
-        assert job_type in DEFAULT_CATALOG[queue].job_types
 
 
 @pytest.mark.parametrize(
@@ -96,7 +85,7 @@ def test_overrides_apply_to_one_queue_only() -> None:
 
 
 def test_every_tunable_field_can_be_overridden() -> None:
-    tunable = {f.name for f in fields(QueueSpec)} - {"name", "job_types"}
+    tunable = {f.name for f in fields(QueueSpec)} - {"name"}
     env = {f"QUEUE_VOICE_{name.upper()}": "600" for name in tunable}
     spec = load_catalog(env)[QueueName.VOICE]
     for name in tunable:

@@ -11,7 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from worker import workflow_runner
-from workflows.registry import WORKFLOWS
+from workflows.registry import all_workflows
 
 pytestmark = pytest.mark.workflow
 
@@ -26,7 +26,7 @@ def history(request: pytest.FixtureRequest) -> WorkflowHistory:
 
 async def test_recorded_history_replays(history: WorkflowHistory):
     replayer = Replayer(
-        workflows=WORKFLOWS,
+        workflows=all_workflows(),
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(strict=True),
     )

@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from core.catalog import kinds_of
 from core.errors import NON_RETRYABLE_ERROR_TYPES
 from core.jobs import JobType
 from core.queues import DEFAULT_CATALOG, QueueName, QueueSpec
@@ -48,7 +49,7 @@ async def probe_fails(input: ProbeInput) -> None:
 class RetryProbe:
     @workflow.run
     async def run(self, input: ProbeInput) -> None:
-        await workflow.execute_activity(probe_fails, input, **policies.job_activity(input.run))
+        await workflow.execute_activity(probe_fails, input, **policies.http_call(input.run))
 
 
 def expected_gaps(spec: QueueSpec, attempts: int) -> list[float]:
@@ -77,7 +78,7 @@ async def run_probe(env: WorkflowEnvironment, input: ProbeInput) -> WorkflowFail
 
 
 def job_type_of(spec: QueueSpec) -> JobType:
-    return spec.job_types[0]
+    return kinds_of(spec.name)[0].job_type
 
 
 @pytest.mark.parametrize("queue", list(QueueName), ids=lambda q: q.value)

@@ -12,8 +12,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.webhooks import DELIVERY_FAILED, DeliverWebhookInput, DeliverWebhookResult
-from core.errors import DELIVERY_REJECTED
+from activities.webhooks import DeliverWebhookInput, DeliverWebhookResult
+from core.errors import DELIVERY_FAILED, DELIVERY_REJECTED
 from core.jobs import JobType, WebhookDeliveryJobData
 from core.queues import DEFAULT_CATALOG, QueueName
 from core.runs import JobRun, run_options
