@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -130,7 +131,17 @@ class EmailMessage(Base):
     """A synced message; unique per account and provider id, so a re-sync stores it once."""
 
     __tablename__ = "email_messages"
-    __table_args__ = (UniqueConstraint("account_id", "provider_message_id"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "provider_message_id"),
+        # Serves the auto-draft queue: an account's important messages not drafted yet.
+        Index(
+            "ix_email_messages_undrafted",
+            "account_id",
+            "id",
+            postgresql_where=text("important AND draft_job_id IS NULL"),
+            sqlite_where=text("important AND draft_job_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
@@ -147,6 +158,10 @@ class EmailMessage(Base):
     important: Mapped[bool] = mapped_column(default=False)
     snippet: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The sync job that stored it first: a retried page counts its messages as stored again.
+    sync_job_id: Mapped[str | None] = mapped_column(String(255))
+    # The auto-draft job started for it (important messages only); NULL until started.
+    draft_job_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class EmailSyncRun(Base):

@@ -40,6 +40,8 @@ class SyncState(BaseModel):
     drafts_started: int = 0
     sync_job_id: str
     first_page_done: bool = False
+    # Auto-drafts started since the last activity call, for it to record (message -> job).
+    drafted: dict[str, str] = {}
 
 
 class EmailSyncInput(JobRun[EmailSyncJobData]):
@@ -60,9 +62,10 @@ class EmailSyncResult(BaseModel):
 
 @workflow.defn(name=WORKFLOW_NAMES[JobType.EMAIL_SYNC])
 class EmailSyncWorkflow:
-    """Records the run, syncs page by page (resuming from the heartbeated page token on a
-    retry), falls back to a full sync when the provider forgot the cursor, starts one draft
-    job per new high-importance message, and closes the run's history row either way."""
+    """Records the run, syncs page by page (resuming from the heartbeated page token and
+    counts on a retry), falls back to a full sync when the provider forgot the cursor, starts
+    one draft job per stored high-importance message not drafted yet, and closes the run's
+    history row either way."""
 
     @workflow.run
     async def run(self, job: EmailSyncInput) -> EmailSyncResult:
@@ -97,21 +100,25 @@ class EmailSyncWorkflow:
                         full=state.full,
                         page_token=state.page_token,
                         sync_since=data.sync_since,
+                        drafted=state.drafted,
                     ),
                     **policies.long_step(job.run),
                 )
                 if page.cursor_expired:
                     workflow.logger.info("email sync cursor expired; running a full sync")
-                    state = state.model_copy(update={"full": True, "page_token": None})
+                    state = state.model_copy(
+                        update={"full": True, "page_token": None, "drafted": {}}
+                    )
                     continue
+                drafted, started = await self._start_drafts(job, page.important)
                 state = state.model_copy(
                     update={
                         "fetched": state.fetched + page.fetched,
                         "stored": state.stored + page.stored,
                         "skipped": state.skipped + page.skipped,
                         "page_token": page.page_token,
-                        "drafts_started": state.drafts_started
-                        + await self._start_drafts(job, page.important),
+                        "drafts_started": state.drafts_started + started,
+                        "drafted": drafted,
                     }
                 )
                 if not state.first_page_done:
@@ -161,15 +168,20 @@ class EmailSyncWorkflow:
             full_sync=state.full,
             cursor=state.cursor,
             error=error,
+            drafted=state.drafted,
         )
 
     async def _start_drafts(
         self, job: JobRun[EmailSyncJobData], messages: list[StoredMessage]
-    ) -> int:
-        """One draft job per new important message; its id names the message, so a re-sync
-        (or a retried batch) never drafts twice."""
+    ) -> tuple[dict[str, str], int]:
+        """One draft job per important message not drafted yet: the draft job ids to record
+        (message id -> job id), and how many this call started. The id names the message,
+        so a message handed over twice (a retried batch, a concurrent sync) is drafted once."""
+        drafted: dict[str, str] = {}
         started = 0
         for message in messages:
+            draft_id = f"email_draft-auto-{job.data.account_id}-{message.provider_message_id}"
+            drafted[message.provider_message_id] = draft_id
             draft = EmailDraftJobData(
                 user_id=job.data.user_id,
                 thread_id=message.thread_id or message.provider_message_id,
@@ -184,10 +196,10 @@ class EmailSyncWorkflow:
                         data=draft,
                         run=job.run.model_copy(update={"job_type": JobType.EMAIL_DRAFT}),
                     ),
-                    id=f"email_draft-auto-{job.data.account_id}-{message.provider_message_id}",
+                    id=draft_id,
                     **policies.child_job(job.run),
                 )
             except WorkflowAlreadyStartedError:
                 continue
             started += 1
-        return started
+        return drafted, started

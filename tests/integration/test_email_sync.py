@@ -183,6 +183,58 @@ async def test_rate_limited_page_waits_for_retry_after(providers: Providers, job
     assert int(restart["ts"]) - int(events[retry]["ts"]) >= 4900
 
 
+async def history_row(database_url: str, job_id: str) -> tuple[str, int, int, int]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(
+                        EmailSyncRun.status,
+                        EmailSyncRun.fetched,
+                        EmailSyncRun.stored,
+                        EmailSyncRun.skipped,
+                    ).where(EmailSyncRun.job_id == job_id)
+                )
+            ).one()
+            return (row.status, row.fetched, row.stored, row.skipped)
+    finally:
+        await engine.dispose()
+
+
+async def test_counts_add_up_across_a_retried_page(providers: Providers, job_queue: JobQueue):
+    from emulators.server import Fault
+
+    address = f"retry-{uuid.uuid4().hex[:6]}@example.com"
+    providers.google.seed_mailbox(address, 1200)
+    access, refresh = providers.google.issue_tokens(address)
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    account_id = await job_queue.connect_email_account(
+        user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
+    )
+    # The first list page answers, the second answers 429 once: the attempt that stored
+    # page one fails, and the retry resumes at page two.
+    providers.google.faults.add(
+        "messages.list", Fault(status=200), Fault(status=429, headers={"Retry-After": "1"})
+    )
+    async with running_workers(providers.settings, [QueueName.EMAIL]):
+        job, info = await sync(job_queue, user, account_id, "gmail")
+    events = [fields["event"] for _, fields in await job_queue.get_job_events(job.id)]
+    assert "retrying" in events
+    assert providers.google.calls["messages.list"] == 4  # page 1, 429, page 2, page 3
+    assert (info.result["fetched"], info.result["stored"], info.result["skipped"]) == (
+        1200,
+        1200,
+        0,
+    )
+    assert await history_row(providers.settings.database_url, job.id) == (
+        "completed",
+        1200,
+        1200,
+        0,
+    )
+
+
 async def test_killed_worker_resumes_from_the_heartbeated_page(
     providers: Providers, session_env: dict[str, str], tmp_path
 ):
@@ -199,6 +251,8 @@ async def test_killed_worker_resumes_from_the_heartbeated_page(
         "GMAIL_API_BASE_URL": settings.gmail_api_base_url,
         "GOOGLE_CLIENT_ID": settings.google_client_id,
         "GOOGLE_CLIENT_SECRET": settings.google_client_secret,
+        "ANTHROPIC_API_KEY": settings.anthropic_api_key or "",
+        "ANTHROPIC_BASE_URL": settings.anthropic_base_url or "",
     }
     # A short heartbeat timeout so the lost attempt is noticed in seconds, not 30.
     from core.queues import load_catalog
@@ -207,7 +261,8 @@ async def test_killed_worker_resumes_from_the_heartbeated_page(
     catalog[QueueName.EMAIL] = replace(catalog[QueueName.EMAIL], heartbeat=timedelta(seconds=4))
     queue = await make_queue(settings, catalog)
     address = f"kill-{uuid.uuid4().hex[:6]}@example.com"
-    providers.google.seed_mailbox(address, 3000)  # six pages of 500
+    # Six pages of 500, two important messages on each.
+    providers.google.seed_mailbox(address, 3000, important_every=250)
     access, refresh = providers.google.issue_tokens(address)
     user = f"user-{uuid.uuid4().hex[:6]}"
     # Every page takes a second to list, so the kill lands mid-sync.
@@ -239,6 +294,19 @@ async def test_killed_worker_resumes_from_the_heartbeated_page(
         await rescuer.wait_ready()
         info = await finished(queue, job.id, timeout=90)
         assert info.state is JobState.COMPLETED, info.failure_reason
+        # Counts add up across the killed attempt and the one that resumed it...
+        assert (info.result["fetched"], info.result["stored"], info.result["skipped"]) == (
+            3000,
+            3000,
+            0,
+        )
+        assert await history_row(settings.database_url, job.id) == ("completed", 3000, 3000, 0)
+        # ...and every important message got exactly one draft, including those on the pages
+        # the killed attempt stored before it died.
+        assert info.result["drafts_started"] == 12
+        await eventually(
+            lambda: _count(providers.google.drafts_for(address)), lambda n: n == 12, timeout=60
+        )
     finally:
         doomed.stop()
         rescuer.stop()
@@ -247,6 +315,13 @@ async def test_killed_worker_resumes_from_the_heartbeated_page(
     # full pass's starting point (the profile) was not taken again either.
     assert providers.google.calls["messages.list"] < listed_before_kill + 6
     assert providers.google.calls["profile"] == 1
+    assert len(providers.anthropic.requests) == 12
+    drafted = sa.select(sa.func.count()).where(
+        EmailMessage.account_id == account_id,
+        EmailMessage.important,
+        EmailMessage.draft_job_id.is_not(None),
+    )
+    assert await rows(settings.database_url, drafted) == 12
     assert (
         await rows(
             settings.database_url,
@@ -304,7 +379,7 @@ async def test_vip_sender_gets_an_auto_draft(providers: Providers, job_queue: Jo
 
 
 def test_importance_rule():
-    from activities.email import is_important
+    from activities.importance import is_important
 
     def rule(**changes: Any) -> bool:
         fields: dict[str, Any] = {
