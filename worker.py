@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -98,31 +98,65 @@ def parse_queues(argv: Sequence[str] | None = None) -> list[QueueName]:
     return list(dict.fromkeys(QueueName(q) for q in args.task_queue))
 
 
-def build_worker(
+@dataclass
+class QueueWorkers:
+    """A queue's workflow tasks and activity tasks, polled by two Workers.
+
+    ``Worker.shutdown()`` stops all of a Worker's polling at once, so a single Worker that
+    stops while an activity finishes in its grace period never processes the workflow task
+    that completes the job. Apart, the activity Worker stops first and the workflow Worker
+    still completes the jobs whose activities ran here (on its sticky queue).
+    """
+
+    queue: QueueName
+    workflows: Worker | None
+    activities: Worker | None
+
+    def all(self) -> list[Worker]:
+        return [w for w in (self.workflows, self.activities) if w is not None]
+
+
+def build_queue_workers(
     client: Client,
     spec: QueueSpec,
     deps: Dependencies,
     interceptor: JobTrackingInterceptor,
     shutdown_grace: timedelta,
-) -> Worker | None:
+) -> QueueWorkers | None:
+    """The Workers of one queue, or None when none of its job types is implemented."""
     workflows = workflows_of(spec.name)
     activities = build_activities(deps, spec.name)
     if not workflows and not activities:
         return None
-    return Worker(
-        client,
-        task_queue=spec.name.value,
-        workflows=workflows,
-        activities=activities,
-        interceptors=[interceptor],
-        max_concurrent_activities=spec.concurrency,
-        # The server-side queue rate is the real limit across processes; this is a local guard.
-        max_activities_per_second=spec.rate_per_second,
-        # Eager activities bypass the task queue, and with it the server-side pause and rate.
-        disable_eager_activity_execution=True,
-        graceful_shutdown_timeout=shutdown_grace,
-        workflow_runner=workflow_runner(),
+    workflow_worker = (
+        Worker(
+            client,
+            task_queue=spec.name.value,
+            workflows=workflows,
+            interceptors=[interceptor],
+            workflow_runner=workflow_runner(),
+            # Eager activities bypass the task queue, and with it the server-side pause and
+            # rate (a workflow-only Worker has none to run anyway).
+            disable_eager_activity_execution=True,
+        )
+        if workflows
+        else None
     )
+    activity_worker = (
+        Worker(
+            client,
+            task_queue=spec.name.value,
+            activities=activities,
+            interceptors=[interceptor],
+            max_concurrent_activities=spec.concurrency,
+            # The server-side queue rate is the real limit across processes; a local guard.
+            max_activities_per_second=spec.rate_per_second,
+            graceful_shutdown_timeout=shutdown_grace,
+        )
+        if activities
+        else None
+    )
+    return QueueWorkers(spec.name, workflow_worker, activity_worker)
 
 
 async def prepare_temporal(
@@ -145,13 +179,16 @@ async def prepare_temporal(
 
 @dataclass
 class WorkerRuntime:
-    """Everything one worker process holds: clients, tracking and one Worker per queue."""
+    """Everything one worker process holds: clients, tracking and the Workers of each queue."""
 
     client: Client
     tracker: JobTracker
     interceptor: JobTrackingInterceptor
     deps: Dependencies
-    workers: dict[QueueName, Worker]
+    workers: dict[QueueName, QueueWorkers]
+
+    def all_workers(self) -> list[Worker]:
+        return [w for queue in self.workers.values() for w in queue.all()]
 
 
 @contextlib.asynccontextmanager
@@ -177,10 +214,10 @@ async def worker_runtime(
         await interceptor.start()
         deps = Dependencies(settings=settings, http=http, sessions=create_sessionmaker(engine))
         grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
-        workers: dict[QueueName, Worker] = {}
+        workers: dict[QueueName, QueueWorkers] = {}
         try:
             for queue in queues:
-                worker = build_worker(client, catalog[queue], deps, interceptor, grace)
+                worker = build_queue_workers(client, catalog[queue], deps, interceptor, grace)
                 if worker is None:
                     log.warning(
                         "worker.queue_skipped", queue=queue.value, reason="no job type implemented"
@@ -193,6 +230,65 @@ async def worker_runtime(
             await interceptor.stop()
             for close in deps.closers:
                 await close()
+
+
+# After the activities drained, how long the workflow tasks they caused may still take.
+WORKFLOW_TASK_DRAIN_S = 3.0
+
+
+async def stop_gracefully(runtime: WorkerRuntime, grace_s: float) -> None:
+    """Stop taking activities, let the running ones finish within ``grace_s``, complete the
+    workflow tasks their endings caused, then stop taking workflow tasks."""
+    started = time.monotonic()
+    jobs = runtime.interceptor.jobs
+
+    async def report_unfinished() -> None:
+        await asyncio.sleep(max(grace_s - 0.1, 0))
+        if jobs.running:
+            # Cancelled now; Temporal retries them on another worker.
+            log.warning(
+                "worker.jobs_unfinished",
+                job_ids=sorted(jobs.running),
+                grace_s=grace_s,
+                note="cancelled at the end of the grace period; retried by another worker",
+            )
+
+    reporter = asyncio.create_task(report_unfinished())
+    activity_workers = [q.activities for q in runtime.workers.values() if q.activities]
+    await asyncio.gather(*(w.shutdown() for w in activity_workers), return_exceptions=True)
+    reporter.cancel()
+    # The jobs whose activities ended lately or in the grace: their next workflow task is
+    # (or is about to be) on this process's sticky queue.
+    touched = jobs.ended_since(started - jobs.RECENT_S)
+    workflow_workers = [q.workflows for q in runtime.workers.values() if q.workflows]
+    if touched and workflow_workers:
+        remaining = max(grace_s - (time.monotonic() - started), WORKFLOW_TASK_DRAIN_S)
+        await _await_workflow_tasks(runtime.client, touched, remaining)
+    await asyncio.gather(*(w.shutdown() for w in workflow_workers), return_exceptions=True)
+    log.info("worker.drained", jobs=len(touched), seconds=round(time.monotonic() - started, 3))
+
+
+async def _await_workflow_tasks(client: Client, job_ids: set[str], timeout_s: float) -> None:
+    """Until none of ``job_ids`` has a workflow task pending (or ``timeout_s`` passed)."""
+    deadline = time.monotonic() + timeout_s
+    pending = set(job_ids)
+    while pending and time.monotonic() < deadline:
+        answers = await asyncio.gather(
+            *(client.get_workflow_handle(job_id).describe() for job_id in pending),
+            return_exceptions=True,
+        )
+        for job_id, desc in zip(list(pending), answers, strict=True):
+            if isinstance(desc, BaseException):
+                pending.discard(job_id)  # gone, or the server is away: nothing to wait for
+            elif (
+                desc.status != WorkflowExecutionStatus.RUNNING
+                or not desc.raw_description.HasField("pending_workflow_task")
+            ):
+                pending.discard(job_id)
+        if pending:
+            await asyncio.sleep(0.05)
+    if pending:
+        log.warning("worker.workflow_tasks_left", job_ids=sorted(pending))
 
 
 class _Stop:
@@ -238,7 +334,8 @@ async def run(queues: list[QueueName], settings: Settings) -> int:
         )
         run_tasks = {
             asyncio.create_task(w.run(), name=f"worker-{q.value}"): q
-            for q, w in runtime.workers.items()
+            for q, queue_workers in runtime.workers.items()
+            for w in queue_workers.all()
         }
         log.info(
             "worker.ready",
@@ -254,11 +351,9 @@ async def run(queues: list[QueueName], settings: Settings) -> int:
                 log.error("worker.crashed", queue=crashed.value, exc_info=task.exception())
                 stop.request("worker crashed", exit_code=1)
         stop.request("worker finished")
+        stop_task.cancel()
 
-        # Stop polling everywhere at once; running activities get the grace period.
-        await asyncio.gather(
-            *(w.shutdown() for w in runtime.workers.values()), return_exceptions=True
-        )
+        await stop_gracefully(runtime, settings.worker_shutdown_grace_seconds)
         await asyncio.gather(*run_tasks, return_exceptions=True)
         reconcile_task.cancel()
         await asyncio.gather(reconcile_task, return_exceptions=True)

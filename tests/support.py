@@ -83,7 +83,7 @@ async def running_workers(
     """The workers worker.py runs, inside the test's event loop (no reconcile loop)."""
     async with worker_runtime(settings, queues, catalog or load_catalog({})) as runtime:
         async with contextlib.AsyncExitStack() as stack:
-            for worker in runtime.workers.values():
+            for worker in runtime.all_workers():
                 await stack.enter_async_context(worker)
             yield runtime.interceptor
 

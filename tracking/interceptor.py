@@ -13,6 +13,8 @@ search-attribute updates, which would each cost the Temporal server time on ever
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -66,16 +68,41 @@ def next_retry_delay(exc: BaseException, info: activity.Info) -> timedelta | Non
     return timedelta(seconds=min(delay_s, cap_s))
 
 
+class ActiveJobs:
+    """The jobs whose activity runs in this process now (job id -> queue, attempt), and those
+    whose activity ended lately: a stopping worker completes the workflow tasks that these
+    endings caused before it stops polling."""
+
+    # Endings older than this have had their workflow task long since.
+    RECENT_S = 5.0
+
+    def __init__(self) -> None:
+        self.running: dict[str, tuple[str, int]] = {}
+        self._ended: OrderedDict[str, float] = OrderedDict()
+
+    def start(self, job_id: str, queue: str, attempt: int) -> None:
+        self.running[job_id] = (queue, attempt)
+
+    def end(self, job_id: str) -> None:
+        self.running.pop(job_id, None)
+        now = time.monotonic()
+        self._ended[job_id] = now
+        self._ended.move_to_end(job_id)
+        while self._ended and next(iter(self._ended.values())) < now - self.RECENT_S:
+            self._ended.popitem(last=False)
+
+    def ended_since(self, moment: float) -> set[str]:
+        """Jobs whose activity ended at or after ``moment`` (time.monotonic())."""
+        return {job_id for job_id, at in self._ended.items() if at >= moment}
+
+
 class _ActivityTracking(ActivityInboundInterceptor):
     def __init__(
-        self,
-        nxt: ActivityInboundInterceptor,
-        tracker: JobTracker,
-        running: dict[str, tuple[str, int]],
+        self, nxt: ActivityInboundInterceptor, tracker: JobTracker, jobs: ActiveJobs
     ) -> None:
         super().__init__(nxt)
         self._tracker = tracker
-        self._running = running
+        self._jobs = jobs
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         info = activity.info()
@@ -98,7 +125,7 @@ class _ActivityTracking(ActivityInboundInterceptor):
                 fields={"attempts": info.attempt, "started_at": now_ms()},
             )
         )
-        self._running[job_id] = (queue, info.attempt)
+        self._jobs.start(job_id, queue, info.attempt)
         try:
             with activity_tracker(self._tracker):
                 return await super().execute_activity(input)
@@ -126,7 +153,7 @@ class _ActivityTracking(ActivityInboundInterceptor):
                 )
             raise
         finally:
-            self._running.pop(job_id, None)
+            self._jobs.end(job_id)
 
 
 def _workflow_now_ms() -> int:
@@ -177,8 +204,7 @@ class JobTrackingInterceptor(Interceptor):
 
     def __init__(self, tracker: JobTracker) -> None:
         self.tracker = tracker
-        # Jobs whose activity runs in this process right now: job id -> (queue, attempt).
-        self.running: dict[str, tuple[str, int]] = {}
+        self.jobs = ActiveJobs()
         self._outbox: Outbox | None = None
         self._drain: asyncio.Task[None] | None = None
 
@@ -224,7 +250,7 @@ class JobTrackingInterceptor(Interceptor):
                     queue.task_done()
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        return _ActivityTracking(next, self.tracker, self.running)
+        return _ActivityTracking(next, self.tracker, self.jobs)
 
     async def reassert_running(self) -> None:
         """Record this process's running jobs as active again (after Redis lost them)."""
@@ -236,7 +262,7 @@ class JobTrackingInterceptor(Interceptor):
                     state=JobState.ACTIVE,
                     fields={"attempts": attempt},
                 )
-                for job_id, (queue, attempt) in list(self.running.items())
+                for job_id, (queue, attempt) in list(self.jobs.running.items())
             )
         )
 

@@ -118,6 +118,7 @@ async def test_sigkill_mid_job_loses_nothing(
 async def test_sigterm_lets_the_running_job_finish(
     session_env, job_queue: JobQueue, receiver: WebhookReceiver, workers, tmp_path
 ):
+    # The only worker of the queue: nobody else could complete the job after it stops.
     worker = await spawn(workers, session_env, tmp_path)
     path = f"/draining-{uuid.uuid4().hex[:6]}"
     receiver.script(path, [ScriptedResponse(delay_s=1.5)])
@@ -125,19 +126,43 @@ async def test_sigterm_lets_the_running_job_finish(
     await receiver.wait_for_requests(path, 1, timeout=15)
     assert worker.proc is not None
     worker.proc.send_signal(signal.SIGTERM)
+    stopped_at = asyncio.get_running_loop().time()
     assert await worker.wait_exit(timeout=30) == 0
+    grace = float(session_env["WORKER_SHUTDOWN_GRACE_SECONDS"])
+    assert asyncio.get_running_loop().time() - stopped_at < grace
     log = worker.output()
-    assert "worker.stopping" in log and "worker.stopped" in log
-    # The delivery finished inside the grace period...
+    assert "worker.stopping" in log and "worker.drained" in log and "worker.stopped" in log
+    # The delivery finished inside the grace period and the job completed before the
+    # process exited: no other worker was running.
     assert receiver.requests(path)[0].signature_valid
-    # ...and the workflow's last step, left in Temporal, completes on the next worker
-    # without delivering again.
-    await spawn(workers, session_env, tmp_path)
-    info = await eventually(job_state(job_queue, job.id), lambda i: i.state is JobState.COMPLETED)
+    info = await job_queue.get_job(job.id)
+    assert info.state is JobState.COMPLETED
     assert info.attempts_made == 1
     assert len(receiver.requests(path)) == 1
+    desc = await job_queue.client.get_workflow_handle(job.id).describe()
+    assert desc.status is not None and desc.status.name == "COMPLETED"
     # No secrets in the worker's log.
     assert receiver.secret not in log and "whsec_" not in log.replace("whsec_[redacted]", "")
+
+
+async def test_sigterm_past_the_grace_leaves_the_job_to_another_worker(
+    session_env, job_queue: JobQueue, receiver: WebhookReceiver, workers, tmp_path
+):
+    env = {**session_env, "WORKER_SHUTDOWN_GRACE_SECONDS": "1", "WEBHOOK_TIMEOUT_SECONDS": "8"}
+    worker = await spawn(workers, env, tmp_path)
+    path = f"/stuck-{uuid.uuid4().hex[:6]}"
+    receiver.script(path, [ScriptedResponse(delay_s=6)])
+    job = await job_queue.add_job("webhooks", "webhook_delivery", data(receiver, path))
+    await receiver.wait_for_requests(path, 1, timeout=15)
+    assert worker.proc is not None
+    worker.proc.send_signal(signal.SIGTERM)
+    assert await worker.wait_exit(timeout=30) == 0
+    log = worker.output()
+    # The job that could not finish is named in the log, and is retried elsewhere.
+    assert "worker.jobs_unfinished" in log and job.id in log
+    await spawn(workers, session_env, tmp_path)
+    info = await eventually(job_state(job_queue, job.id), lambda i: i.state is JobState.COMPLETED)
+    assert info.attempts_made == 2
 
 
 async def test_redis_outage_jobs_complete_and_stats_recover(
