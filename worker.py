@@ -1,9 +1,11 @@
-"""Worker process: ``python worker.py --task-queue email [--task-queue voice ...] | --all``.
+"""Worker process: python worker.py --task-queue email [--task-queue webhooks ...] | --all
 
-Registers each queue's workflows and activities with the queue's concurrency and rate from
+Brings the database schema to head (or refuses to start, with DB_MIGRATE_ON_START=false),
+registers each queue's workflows and activities with the queue's concurrency and rate from
 the catalog, makes sure the Temporal side is set up, keeps the Redis statistics reconciled,
-and shuts down gracefully on SIGTERM/SIGINT: polling stops, running activities get up to
-WORKER_SHUTDOWN_GRACE_SECONDS to finish, unfinished jobs stay in Temporal for other workers.
+and shuts down gracefully on SIGTERM/SIGINT: it stops taking activities, gives running ones up
+to WORKER_SHUTDOWN_GRACE_SECONDS, completes the jobs they belong to, then stops; anything
+unfinished stays in Temporal for other workers.
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities import Dependencies, build_activities
 from core import temporal
+from core.catalog import implemented_queues
 from core.config import ConfigError, Settings, load_settings
+from core.errors import DatabaseUnavailable, SchemaNotReady
 from core.logging import configure_logging, get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
 from core.temporal import connect
+from db.schema import ensure_schema
 from db.session import create_engine, create_sessionmaker
 from tracking.interceptor import JobTrackingInterceptor
 from tracking.reconcile import Reconciler, reconcile_loop
@@ -80,19 +85,47 @@ def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
     )
 
 
+# Exit codes (also in --help and README).
+EXIT_OK = 0
+EXIT_FAILED = 1  # could not start (Temporal or the database unreachable) or crashed
+EXIT_USAGE = 2  # bad arguments or environment variables
+EXIT_SCHEMA = 3  # the database is behind this version and DB_MIGRATE_ON_START=false
+EXIT_NOTHING_TO_RUN = 4  # none of the requested queues has a job type implemented yet
+
+
+def _help_epilog() -> str:
+    served = ", ".join(q.value for q in implemented_queues())
+    declared = ", ".join(q.value for q in QueueName if q not in implemented_queues())
+    return (
+        f"queues with job types: {served}\n"
+        f"queues declared, no job type implemented yet: {declared or '-'}\n\n"
+        "SIGTERM or SIGINT stops gracefully: running jobs get WORKER_SHUTDOWN_GRACE_SECONDS\n"
+        "to finish. Exit codes: 0 stopped, 1 failed to start or crashed, 2 bad arguments or\n"
+        "environment, 3 database schema behind (run python -m db.migrate), 4 nothing to run."
+    )
+
+
 def parse_queues(argv: Sequence[str] | None = None) -> list[QueueName]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="worker.py",
+        description="Run the workers of one or more job queues.",
+        epilog=_help_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--task-queue",
         action="append",
         default=[],
         choices=[q.value for q in QueueName],
-        help="queue to serve (repeatable)",
+        metavar="NAME",
+        help="queue to serve (repeatable): " + ", ".join(q.value for q in QueueName),
     )
-    parser.add_argument("--all", action="store_true", help="serve every queue")
+    parser.add_argument(
+        "--all", action="store_true", help="serve every queue that has a job type implemented"
+    )
     args = parser.parse_args(argv)
     if args.all:
-        return list(QueueName)
+        return list(implemented_queues())
     if not args.task_queue:
         parser.error("give --task-queue NAME (repeatable) or --all")
     return list(dict.fromkeys(QueueName(q) for q in args.task_queue))
@@ -195,14 +228,18 @@ class WorkerRuntime:
 async def worker_runtime(
     settings: Settings, queues: list[QueueName], catalog: dict[QueueName, QueueSpec]
 ) -> AsyncIterator[WorkerRuntime]:
-    """Connect, prepare Temporal and build the workers; close every client on exit."""
-    client = await connect(settings)
-    await prepare_temporal(client, settings, catalog, queues)
+    """Check the database schema, connect, prepare Temporal and build the workers; close
+    every client on exit."""
     async with contextlib.AsyncExitStack() as cleanup:
-        redis = connect_redis(settings)
-        cleanup.push_async_callback(redis.aclose)
         engine = create_engine(settings.database_url)
         cleanup.push_async_callback(engine.dispose)
+        # Before any job is taken: a job must never run its side effect and then find no
+        # table to record it in.
+        await ensure_schema(engine, settings.database_url, migrate=settings.db_migrate_on_start)
+        client = await connect(settings)
+        await prepare_temporal(client, settings, catalog, queues)
+        redis = connect_redis(settings)
+        cleanup.push_async_callback(redis.aclose)
         http = httpx.AsyncClient(
             follow_redirects=False,
             timeout=httpx.Timeout(settings.webhook_timeout_seconds),
@@ -218,12 +255,8 @@ async def worker_runtime(
         try:
             for queue in queues:
                 worker = build_queue_workers(client, catalog[queue], deps, interceptor, grace)
-                if worker is None:
-                    log.warning(
-                        "worker.queue_skipped", queue=queue.value, reason="no job type implemented"
-                    )
-                    continue
-                workers[queue] = worker
+                if worker is not None:
+                    workers[queue] = worker
             yield WorkerRuntime(client, tracker, interceptor, deps, workers)
         finally:
             # Flush the lifecycle events the workflows reported before closing Redis.
@@ -322,9 +355,6 @@ async def run(queues: list[QueueName], settings: Settings) -> int:
     loop.set_exception_handler(on_loop_error)
 
     async with worker_runtime(settings, queues, catalog) as runtime:
-        if not runtime.workers:
-            log.error("worker.nothing_to_run", queues=[q.value for q in queues])
-            return 2
         reconciler = Reconciler(
             runtime.client, runtime.tracker, settings.temporal_namespace, catalog
         )
@@ -391,14 +421,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_catalog()
     except ConfigError as exc:
         print(f"worker: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    runnable = [q for q in queues if q in implemented_queues()]
+    if not runnable:
+        served = ", ".join(q.value for q in implemented_queues())
+        asked = ", ".join(q.value for q in queues)
+        print(
+            f"worker: no job type of queue {asked} is implemented yet, so there is nothing "
+            f"to run; queues with job types: {served}",
+            file=sys.stderr,
+        )
+        return EXIT_NOTHING_TO_RUN
     configure_logging(json_logs=settings.is_production, level=settings.log_level)
     sys.excepthook = _log_uncaught
+    for queue in queues:
+        if queue not in runnable:
+            log.warning("worker.queue_skipped", queue=queue.value, reason="no job type implemented")
     try:
-        return asyncio.run(run(queues, settings))
+        return asyncio.run(run(runnable, settings))
+    except (SchemaNotReady, DatabaseUnavailable) as exc:
+        log.error("worker.start_failed", error=str(exc))
+        print(f"worker: {exc}", file=sys.stderr)
+        return EXIT_SCHEMA if isinstance(exc, SchemaNotReady) else EXIT_FAILED
     except Exception:
         log.critical("worker.start_failed", exc_info=True)
-        return 1
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,4 +1,11 @@
-"""Webhook delivery: one signed POST per attempt, every attempt recorded in the database."""
+"""Webhook delivery: one signed POST per attempt, every attempt recorded in the database.
+
+The signing secret is read from the secret store by id (it is never in the job's input).
+Recording an attempt comes after the POST, and a failure to record never fails the attempt:
+a receiver that answered is never POSTed again because our own bookkeeping failed. The
+unrecorded attempt travels on instead (in the result, the failure details, or the heartbeat
+that the next attempt starts from) and is written by ``record_webhook_attempts``.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +20,20 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import Dependencies
-from activities.heartbeat import auto_heartbeat
-from core.errors import DELIVERY_FAILED, DELIVERY_REJECTED, TARGET_FORBIDDEN
+from activities.bookkeeping import record_after
+from activities.heartbeat import auto_heartbeat, heartbeat
+from core.crypto import TokenCipher, token_key
+from core.errors import (
+    DELIVERY_FAILED,
+    DELIVERY_REJECTED,
+    RESOURCE_NOT_FOUND,
+    TARGET_FORBIDDEN,
+)
 from core.logging import get_logger
 from db.models import AttemptOutcome
+from db.secrets import SecretNotFound, SecretStore
 from db.webhooks import NewDelivery, WebhookDeliveryStore
-from integrations.webhooks import WebhookSender
+from integrations.webhooks import DeliveryOutcome, WebhookSender
 
 log = get_logger(__name__)
 
@@ -31,8 +46,25 @@ class DeliverWebhookInput(BaseModel):
     url: str
     event_type: str
     payload: dict[str, Any]
-    secret: str = Field(repr=False)
+    # The stored signing secret (db/secrets.py).
+    secret_id: str | None = None
     created_at: datetime
+    # Jobs enqueued before secrets were stored carried the secret itself; only those still
+    # do, until they finish.
+    secret: str | None = Field(default=None, repr=False)
+
+
+class Attempt(BaseModel):
+    """One delivery attempt as the delivery log records it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    error: str | None
+    outcome: AttemptOutcome
 
 
 class DeliverWebhookResult(BaseModel):
@@ -40,6 +72,17 @@ class DeliverWebhookResult(BaseModel):
     status_code: int
     attempts: int
     delivered_at: datetime
+    # The attempts the activity could not record (the database was away): the workflow
+    # records them with a database step.
+    unrecorded: list[Attempt] = []
+
+
+class RecordAttemptsInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    delivery_id: str
+    delivery: NewDelivery
+    attempts: list[Attempt]
 
 
 def webhook_body(input: DeliverWebhookInput) -> bytes:
@@ -52,24 +95,61 @@ def webhook_body(input: DeliverWebhookInput) -> bytes:
     return json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
 
 
+def _delivery(input: DeliverWebhookInput) -> NewDelivery:
+    return NewDelivery(
+        user_id=input.user_id, url=input.url, event_type=input.event_type, payload=input.payload
+    )
+
+
 class WebhookActivities:
     """Activities that talk to customers' webhook endpoints."""
 
-    def __init__(self, sender: WebhookSender, store: WebhookDeliveryStore) -> None:
+    def __init__(
+        self, sender: WebhookSender, store: WebhookDeliveryStore, secrets: SecretStore
+    ) -> None:
         self._sender = sender
         self._store = store
+        self._secrets = secrets
+
+    async def _secret(self, input: DeliverWebhookInput) -> str:
+        if input.secret_id is None:
+            if input.secret is None:
+                raise ApplicationError(
+                    "the job has no signing secret", type=RESOURCE_NOT_FOUND, non_retryable=True
+                )
+            return input.secret
+        try:
+            return await self._secrets.get(input.secret_id, user_id=input.user_id)
+        except SecretNotFound as exc:
+            raise ApplicationError(str(exc), type=RESOURCE_NOT_FOUND, non_retryable=True) from None
+
+    async def _record(self, input: DeliverWebhookInput, attempts: list[Attempt]) -> bool:
+        async def write() -> None:
+            for attempt in attempts:
+                await self._store.record_attempt(
+                    input.delivery_id,
+                    attempt.attempt,
+                    attempt.started_at,
+                    attempt.duration_ms,
+                    attempt.status_code,
+                    attempt.error,
+                    attempt.outcome,
+                    delivery=_delivery(input),
+                )
+
+        return await record_after(write, what="webhook attempt", job_id=input.delivery_id)
 
     @activity.defn(name="deliver_webhook")
     @auto_heartbeat
     async def deliver_webhook(self, input: DeliverWebhookInput) -> DeliverWebhookResult:
         info = activity.info()
         max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else 0
-        delivery = NewDelivery(
-            user_id=input.user_id,
-            url=input.url,
-            event_type=input.event_type,
-            payload=input.payload,
-        )
+        # Attempts an earlier attempt could not record: write them first, or carry them on.
+        unrecorded = [Attempt.model_validate(a) for a in _carried(info.heartbeat_details)]
+        if unrecorded and await self._record(input, unrecorded):
+            unrecorded = []
+        # Read before the POST: if the store is away, no request has been sent yet.
+        secret = await self._secret(input)
         started_at = datetime.now(UTC)
         try:
             outcome = await self._sender.deliver(
@@ -77,39 +157,28 @@ class WebhookActivities:
                 msg_id=input.delivery_id,
                 timestamp=int(started_at.timestamp()),
                 body=webhook_body(input),
-                secret=input.secret,
+                secret=secret,
             )
         except asyncio.CancelledError:
             # The job was cancelled (or this worker is stopping): the POST was abandoned.
             reason = "worker shutdown" if activity.is_worker_shutdown() else "cancelled"
             elapsed = (datetime.now(UTC) - started_at).total_seconds() * 1000
-            await asyncio.shield(
-                self._store.record_attempt(
-                    input.delivery_id,
-                    info.attempt,
-                    started_at,
-                    elapsed,
-                    None,
-                    reason,
-                    "retry" if reason == "worker shutdown" else "failed",
-                    delivery=delivery,
-                )
+            cancelled = Attempt(
+                attempt=info.attempt,
+                started_at=started_at,
+                duration_ms=elapsed,
+                status_code=None,
+                error=reason,
+                outcome="retry" if reason == "worker shutdown" else "failed",
             )
+            await self._record(input, [*unrecorded, cancelled])
             raise
         final = outcome.kind != "retry" or (max_attempts > 0 and info.attempt >= max_attempts)
-        recorded: AttemptOutcome = (
-            "delivered" if outcome.kind == "delivered" else ("failed" if final else "retry")
-        )
-        await self._store.record_attempt(
-            input.delivery_id,
-            info.attempt,
-            started_at,
-            outcome.duration_ms,
-            outcome.status_code,
-            outcome.error,
-            recorded,
-            delivery=delivery,
-        )
+        this = _attempt(info.attempt, started_at, outcome, final)
+        if not await self._record(input, [*unrecorded, this]):
+            unrecorded.append(this)
+        else:
+            unrecorded = []
         if outcome.kind == "delivered":
             assert outcome.status_code is not None
             return DeliverWebhookResult(
@@ -117,6 +186,7 @@ class WebhookActivities:
                 status_code=outcome.status_code,
                 attempts=info.attempt,
                 delivered_at=datetime.now(UTC),
+                unrecorded=unrecorded,
             )
         detail = f"HTTP {outcome.status_code}" if outcome.status_code else (outcome.error or "")
         if final:
@@ -131,22 +201,68 @@ class WebhookActivities:
             forbidden = outcome.status_code is None and "not public" in (outcome.error or "")
             raise ApplicationError(
                 f"webhook rejected: {detail}",
+                # The workflow records what this attempt could not.
+                *[a.model_dump(mode="json") for a in unrecorded],
                 type=TARGET_FORBIDDEN if forbidden else DELIVERY_REJECTED,
                 non_retryable=True,
             )
+        if unrecorded:
+            # The next attempt starts from these details and records them first.
+            heartbeat({"unrecorded": [a.model_dump(mode="json") for a in unrecorded]})
         raise ApplicationError(
             f"webhook delivery failed: {detail}",
+            *[a.model_dump(mode="json") for a in unrecorded if final],
             type=DELIVERY_FAILED,
             next_retry_delay=(
                 timedelta(seconds=outcome.retry_after) if outcome.retry_after else None
             ),
         )
 
+    @activity.defn(name="record_webhook_attempts")
+    async def record_attempts(self, input: RecordAttemptsInput) -> None:
+        """Write attempts the delivery could not record (a database step: no POST here)."""
+        for attempt in input.attempts:
+            await self._store.record_attempt(
+                input.delivery_id,
+                attempt.attempt,
+                attempt.started_at,
+                attempt.duration_ms,
+                attempt.status_code,
+                attempt.error,
+                attempt.outcome,
+                delivery=input.delivery,
+            )
+
+
+def _attempt(number: int, started_at: datetime, outcome: DeliveryOutcome, final: bool) -> Attempt:
+    recorded: AttemptOutcome = (
+        "delivered" if outcome.kind == "delivered" else ("failed" if final else "retry")
+    )
+    return Attempt(
+        attempt=number,
+        started_at=started_at,
+        duration_ms=outcome.duration_ms,
+        status_code=outcome.status_code,
+        error=outcome.error,
+        outcome=recorded,
+    )
+
+
+def _carried(details: Any) -> list[Any]:
+    if details and isinstance(details[0], dict):
+        carried = details[0].get("unrecorded", [])
+        return carried if isinstance(carried, list) else []
+    return []
+
 
 def build_webhook_activities(deps: Dependencies) -> list[Callable[..., Any]]:
-    sender = WebhookSender(
-        deps.http, allow_private_targets=deps.settings.webhook_allow_private_targets
-    )
+    settings = deps.settings
+    sender = WebhookSender(deps.http, allow_private_targets=settings.webhook_allow_private_targets)
     deps.closers.append(sender.aclose)
-    webhooks = WebhookActivities(sender, WebhookDeliveryStore(deps.sessions))
-    return [webhooks.deliver_webhook]
+    at_rest = token_key(settings)
+    webhooks = WebhookActivities(
+        sender,
+        WebhookDeliveryStore(deps.sessions),
+        SecretStore(deps.sessions, TokenCipher(at_rest), at_rest),
+    )
+    return [webhooks.deliver_webhook, webhooks.record_attempts]

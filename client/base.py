@@ -18,6 +18,7 @@ from core.jobs import JobType
 from core.queues import QueueName, QueueSpec
 from db.dedup import JobKeyStore
 from db.email import EmailAccountStore
+from db.secrets import SecretStore
 from tracking.store import JobState, JobTracker
 
 
@@ -62,6 +63,7 @@ class QueueBase:
         job_keys: JobKeyStore | None,
         catalog: Mapping[QueueName, QueueSpec],
         accounts: EmailAccountStore | None = None,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -69,6 +71,7 @@ class QueueBase:
         self.tracker = tracker
         self.job_keys = job_keys
         self.accounts = accounts
+        self.secrets = secrets
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     @staticmethod

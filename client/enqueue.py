@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -24,7 +25,13 @@ from temporalio.common import (
 from client.base import Job, QueueBase
 from core import temporal
 from core.catalog import JOB_KINDS
-from core.errors import InvalidJobData, JobTypeNotAvailable, WrongQueue, describe_problems
+from core.errors import (
+    InvalidArguments,
+    InvalidJobData,
+    JobTypeNotAvailable,
+    WrongQueue,
+    describe_problems,
+)
 from core.jobs import JobData, JobType, user_id_of
 from core.logging import get_logger
 from core.runs import JobRun, run_options
@@ -33,6 +40,8 @@ from tracking.store import JobState, Transition, now_ms
 log = get_logger("jobs.client")
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
+# Encoded job data refused above this size (see size_problems and README).
+MAX_JOB_DATA_BYTES = 256 * 1024
 
 
 def validate_options(
@@ -77,6 +86,36 @@ def coerce_data(job_type: JobType, data: JobData | Mapping[str, Any]) -> JobData
         raise InvalidJobData(job_type.value, describe_problems(exc.errors())) from None
 
 
+def secret_problems(data: JobData) -> dict[str, str]:
+    """A producer gives each secret field, and never the id the system stores it under."""
+    problems: dict[str, str] = {}
+    for field, ref in type(data).secret_fields.items():
+        if getattr(data, ref) is not None:
+            problems[ref] = f"is set by the system; give {field}"
+        if getattr(data, field) is None:
+            problems[field] = "Field required"
+    return problems
+
+
+def size_problems(data: JobData) -> dict[str, str]:
+    """Job data over MAX_JOB_DATA_BYTES once encoded, named by its largest field.
+
+    Temporal refuses a payload over about 2 MB and gRPC a message over 4 MB, with errors
+    that name no field; far below that, large inputs bloat every history they are in.
+    """
+    size = len(data.model_dump_json(by_alias=False))
+    if size <= MAX_JOB_DATA_BYTES:
+        return {}
+    fields = data.model_dump(mode="json")
+    largest = max(fields, key=lambda name: len(json.dumps(fields[name])), default="data")
+    return {
+        largest: (
+            f"job data is {size:,} bytes encoded, over the limit of {MAX_JOB_DATA_BYTES:,}; "
+            "store large content elsewhere and pass its id or URL"
+        )
+    }
+
+
 class Enqueue(QueueBase):
     async def add_job(
         self,
@@ -89,16 +128,21 @@ class Enqueue(QueueBase):
         attempts: int | None = None,
         job_id: str | None = None,
     ) -> Job:
+        """Validate and start a job; nothing is started or stored when validation fails.
+
+        Raises UnknownQueue, UnknownJobType, WrongQueue, InvalidArguments (bad options),
+        InvalidJobData (bad data, naming each field), JobTypeNotAvailable.
+        """
         queue = self._queue(queue_name)
         kind_type = self._job_type(job_type)
         kind = JOB_KINDS[kind_type]
         if kind.queue != queue:
             raise WrongQueue(kind_type.value, queue.value, kind.queue.value)
-        problems = validate_options(delay, priority, attempts, job_id)
-        try:
-            parsed = coerce_data(kind_type, data)
-        except InvalidJobData as exc:
-            problems = {**exc.problems, **problems}
+        option_problems = validate_options(delay, priority, attempts, job_id)
+        if option_problems:
+            raise InvalidArguments("add_job", option_problems, kind="options")
+        parsed = coerce_data(kind_type, data)
+        problems = {**secret_problems(parsed), **size_problems(parsed)}
         if problems:
             raise InvalidJobData(kind_type.value, problems)
         if not kind.implemented:
@@ -108,6 +152,7 @@ class Enqueue(QueueBase):
         user_id = user_id_of(parsed)
         explicit_id = job_id is not None
         job_id = job_id or f"{kind_type.value}-{uuid.uuid4().hex}"
+        spec = self.catalog[queue]
 
         if explicit_id and self.job_keys is not None:
             claim = await self.job_keys.claim(
@@ -120,8 +165,15 @@ class Enqueue(QueueBase):
             if not claim.claimed:
                 log.info("job.deduplicated", job_id=job_id, queue=queue.value, type=kind_type.value)
                 return Job(job_id, queue.value, kind_type, deduplicated=True)
+        try:
+            parsed = await self._stash_secrets(
+                parsed, user_id, start_delay + 2 * spec.keep_failed_for + timedelta(days=1)
+            )
+        except BaseException:
+            if explicit_id and self.job_keys is not None:
+                await self.job_keys.release(job_id)
+            raise
 
-        spec = self.catalog[queue]
         run_model: type[JobRun[Any]] = JobRun[type(parsed)]  # type: ignore[misc,assignment]
         search_attributes = (
             TypedSearchAttributes([SearchAttributePair(temporal.USER_ID_ATTRIBUTE, user_id)])
@@ -185,3 +237,19 @@ class Enqueue(QueueBase):
             priority=priority,
         )
         return Job(job_id, queue.value, kind_type, run_id=handle.first_execution_run_id)
+
+    async def _stash_secrets(
+        self, data: JobData, user_id: str | None, needed_for: timedelta
+    ) -> JobData:
+        """The data with each secret stored and replaced by its id (db/secrets.py)."""
+        fields = type(data).secret_fields
+        if not fields:
+            return data
+        if self.secrets is None:
+            raise RuntimeError("this JobQueue has no database for job secrets")
+        update: dict[str, Any] = {}
+        for field, ref in fields.items():
+            value = getattr(data, field)
+            update[ref] = await self.secrets.put(user_id or "", value, needed_for=needed_for)
+            update[field] = None
+        return data.model_copy(update=update)

@@ -24,6 +24,8 @@ from core.logging import get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
 from db.dedup import JobKeyStore
 from db.email import EmailAccountStore
+from db.schema import ensure_schema
+from db.secrets import SecretStore
 from db.session import create_engine, create_sessionmaker
 from tracking.store import JobTracker, connect_redis
 
@@ -40,20 +42,31 @@ class JobQueue(Enqueue, Reads, Stats, Operations, Mailboxes):
         *,
         catalog: Mapping[QueueName, QueueSpec] | None = None,
     ) -> JobQueue:
-        """A queue with its own Temporal, Redis and database connections (close() them)."""
+        """A queue with its own Temporal, Redis and database connections (close() them).
+
+        The database schema is brought to head first (``SchemaNotReady`` names the command
+        to run when ``DB_MIGRATE_ON_START=false`` and it is behind).
+        """
         settings = settings or get_settings()
         catalog = dict(catalog) if catalog is not None else load_catalog()
-        client = await temporal.connect(settings)
-        redis = connect_redis(settings)
         engine = create_engine(settings.database_url)
+        try:
+            await ensure_schema(engine, settings.database_url, migrate=settings.db_migrate_on_start)
+            client = await temporal.connect(settings)
+        except BaseException:
+            await engine.dispose()
+            raise
+        redis = connect_redis(settings)
         sessions = create_sessionmaker(engine)
+        at_rest = token_key(settings)
         queue = cls(
             client,
             settings,
             tracker=JobTracker(redis, catalog, settings.redis_key_prefix),
             job_keys=JobKeyStore(sessions),
             catalog=catalog,
-            accounts=EmailAccountStore(sessions, TokenCipher(token_key(settings))),
+            accounts=EmailAccountStore(sessions, TokenCipher(at_rest)),
+            secrets=SecretStore(sessions, TokenCipher(at_rest), at_rest),
         )
         queue._closers = [redis.aclose, engine.dispose]
         return queue

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     redis_key_prefix: str = "bj:"
 
     database_url: str = f"sqlite+aiosqlite:///{VAR_DIR / 'jobs.db'}"
+    # Bring the schema to head when a worker or JobQueue starts; false for deployments that
+    # migrate as a separate step (then a database behind the code is refused).
+    db_migrate_on_start: bool = True
 
     # Key for the payload codec that encrypts job inputs and results in Temporal history.
     payload_encryption_key: str | None = None

@@ -25,13 +25,18 @@ class InvalidJobData(JobError, ValueError):
 
 
 class InvalidArguments(JobError, ValueError):
-    """Arguments of a client call (other than job data) failed validation; names each field."""
+    """Arguments of a client call (other than job data) failed validation; names each field.
 
-    def __init__(self, operation: str, problems: dict[str, str]) -> None:
+    ``kind`` says what they are: "arguments", or "options" for add_job's delay, priority,
+    attempts and job_id.
+    """
+
+    def __init__(self, operation: str, problems: dict[str, str], kind: str = "arguments") -> None:
         self.operation = operation
         self.problems = problems
         detail = "; ".join(f"{field}: {rule}" for field, rule in problems.items())
-        super().__init__(f"invalid arguments to {operation}: {detail}")
+        preposition = "for" if kind == "options" else "to"
+        super().__init__(f"invalid {kind} {preposition} {operation}: {detail}")
 
 
 class UnknownQueue(JobError, ValueError):
@@ -63,6 +68,14 @@ class JobNotFound(JobError, LookupError):
 
 class InvalidJobState(JobError):
     """The operation does not apply to the job's current state (e.g. retrying a running job)."""
+
+
+class SchemaNotReady(JobError):
+    """The database is not at the schema this version needs; the message says what to run."""
+
+
+class DatabaseUnavailable(JobError):
+    """The database could not be reached or answered with an error."""
 
 
 # The ``type`` names of ApplicationErrors, declared here and nowhere else.

@@ -10,7 +10,7 @@ import base64
 import binascii
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -56,6 +56,11 @@ class JobData(BaseModel):
         extra="forbid",
         frozen=True,
     )
+
+    # Secret fields, each with the field that carries its stored id instead (db/secrets.py).
+    # The producer gives the secret; the client stores it and the job carries only the id,
+    # so no secret enters workflow history. Secret fields are never serialised.
+    secret_fields: ClassVar[dict[str, str]] = {}
 
 
 class EmailSyncJobData(JobData):
@@ -175,12 +180,18 @@ class WebhookDeliveryJobData(JobData):
         str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
     ]
     payload: dict[str, Any]
-    # Kept out of repr so it never lands in a log line or a traceback.
-    secret: str = Field(repr=False)
+    # Given by the producer (required there); never serialised, out of repr and logs.
+    secret: str | None = Field(default=None, repr=False, exclude=True)
+    # Set by the client once it stored the secret; the activity reads the secret by it.
+    secret_id: str | None = None
+
+    secret_fields: ClassVar[dict[str, str]] = {"secret": "secret_id"}
 
     @field_validator("secret")
     @classmethod
-    def _standard_webhooks_secret(cls, value: str) -> str:
+    def _standard_webhooks_secret(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(WEBHOOK_SECRET_PREFIX):
             raise ValueError(f"must start with {WEBHOOK_SECRET_PREFIX!r}")
         try:

@@ -7,6 +7,8 @@ lock does the same for processes of one machine.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import fcntl
 import sys
 from collections.abc import Iterator
@@ -19,6 +21,8 @@ from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import Connection, make_url
 
 from core.config import get_settings
+from db.schema import current_revision, schema_head
+from db.session import create_engine as create_async_engine_for
 from db.session import ensure_sqlite_directory
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -96,13 +100,36 @@ def upgrade_database(database_url: str) -> None:
         engine.dispose()
 
 
-def main() -> None:
-    url = get_settings().database_url
-    upgrade_database(url)
-    print(
-        f"database at head: {make_url(url).render_as_string(hide_password=True)}", file=sys.stderr
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m db.migrate",
+        description="Bring the database named by DATABASE_URL to the latest schema.",
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only report whether the schema is at head (exit 0) or behind (exit 1)",
+    )
+    args = parser.parse_args(argv)
+    url = get_settings().database_url
+    shown = make_url(url).render_as_string(hide_password=True)
+    if args.check:
+        revision = asyncio.run(_revision(url))
+        head = schema_head()
+        print(f"{shown}: schema at {revision or 'nothing'}, head is {head}", file=sys.stderr)
+        return 0 if revision == head else 1
+    upgrade_database(url)
+    print(f"database at head: {shown}", file=sys.stderr)
+    return 0
+
+
+async def _revision(database_url: str) -> str | None:
+    engine = create_async_engine_for(database_url)
+    try:
+        return await current_revision(engine)
+    finally:
+        await engine.dispose()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

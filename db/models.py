@@ -1,7 +1,8 @@
-"""Tables: webhook delivery log and attempts, job-id deduplication keys, connected mailboxes,
-synced messages, email sync history and AI drafts.
+"""Tables: webhook delivery log and attempts, job-id deduplication keys, job secrets,
+connected mailboxes, synced messages, email sync history and AI drafts.
 
-Webhook secrets are never stored: a delivery row holds only what is safe to show a user.
+A webhook delivery row holds only what is safe to show a user; the signing secret lives
+encrypted in job_secrets.
 Keep ``db/migrations/versions`` in step with every change here.
 """
 
@@ -223,3 +224,20 @@ class EmailVipSender(Base):
     user_id: Mapped[str] = mapped_column(String(255))
     email_address: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JobSecret(Base):
+    """A secret a job needs (a webhook signing secret), encrypted at rest and bound to its id.
+
+    Jobs carry only the id, never the secret: see db/secrets.py.
+    """
+
+    __tablename__ = "job_secrets"
+    __table_args__ = (Index("ix_job_secrets_needed_until", "needed_until"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # No job can need it after this (start delay + run + the time it can be retried by hand).
+    needed_until: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -13,6 +13,7 @@ import pytest
 from client.queue import JobQueue
 from core.config import Settings
 from core.errors import (
+    InvalidArguments,
     InvalidJobData,
     InvalidJobState,
     JobNotFound,
@@ -61,12 +62,59 @@ async def test_bad_input_names_the_field_and_starts_nothing(job_queue: JobQueue)
             "webhooks",
             "webhook_delivery",
             {"userId": "", "url": "ftp://x", "eventType": "a", "payload": {}, "secret": "nope"},
+        )
+    assert {"userId", "url", "secret"} == bad.value.problems.keys()
+    assert str(bad.value).startswith("invalid data for job type 'webhook_delivery': ")
+    with pytest.raises(InvalidJobData) as missing:
+        await job_queue.add_job(
+            "webhooks",
+            "webhook_delivery",
+            {"userId": "u", "url": "https://x.example", "eventType": "a", "payload": {}},
+        )
+    assert missing.value.problems == {"secret": "Field required"}
+    with pytest.raises(InvalidJobData) as system_field:
+        await job_queue.add_job(
+            "webhooks",
+            "webhook_delivery",
+            {
+                "userId": "u",
+                "url": "https://x.example",
+                "eventType": "a",
+                "payload": {},
+                "secretId": "sec_someone_elses",
+            },
+        )
+    assert system_field.value.problems["secret_id"] == "is set by the system; give secret"
+    # Bad options are options, not data.
+    with pytest.raises(InvalidArguments) as options:
+        await job_queue.add_job(
+            "webhooks",
+            "webhook_delivery",
+            {"userId": "u", "url": "https://x.example", "eventType": "a", "payload": {}},
             priority=11,
             delay=-5,
+            attempts=0,
+            job_id="no spaces allowed",
         )
-    problems = bad.value.problems
-    assert {"userId", "url", "secret", "priority", "delay"} <= problems.keys()
-    assert "1 (runs first) to 10" in problems["priority"]
+    assert options.value.problems.keys() == {"priority", "delay", "attempts", "job_id"}
+    assert "1 (runs first) to 10" in options.value.problems["priority"]
+    assert str(options.value).startswith("invalid options for add_job: ")
+    # A payload over the job data limit is refused by name, before Temporal sees it.
+    for size in (300 * 1024, 3 * 1024 * 1024):
+        with pytest.raises(InvalidJobData) as too_big:
+            await job_queue.add_job(
+                "webhooks",
+                "webhook_delivery",
+                {
+                    "userId": "u",
+                    "url": "https://x.example",
+                    "eventType": "a",
+                    "payload": {"blob": "x" * size},
+                    "secret": "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY",
+                },
+            )
+        assert list(too_big.value.problems) == ["payload"]
+        assert "over the limit of 262,144" in too_big.value.problems["payload"]
     with pytest.raises(UnknownQueue, match="'mail'"):
         await job_queue.add_job("mail", "webhook_delivery", {})
     with pytest.raises(UnknownJobType, match="'send_fax'"):

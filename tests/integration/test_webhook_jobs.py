@@ -171,3 +171,65 @@ async def test_private_target_refused_unless_allowed(
     # Refused on the resolved address, before any connection was made.
     assert receiver.requests(path) == []
     assert [a.outcome for a in await store.list_attempts(job.id)] == ["failed"]
+
+
+async def test_bookkeeping_failure_after_a_2xx_never_posts_again(
+    session_env: dict[str, str], receiver: WebhookReceiver
+):
+    """The delivery log is away while the receiver answers 200: the job completes with one
+    POST, and the attempt is recorded once the database is back."""
+    import sqlalchemy as sa
+
+    from db.migrate import upgrade_database
+    from db.session import create_engine
+    from devtools.scratch import create_postgres_database, drop_postgres_database
+    from tests.support import make_queue, settings_from
+
+    name, url = create_postgres_database("bj_bookkeeping")
+    try:
+        upgrade_database(url)
+        settings = settings_from({**session_env, "DATABASE_URL": url})
+        engine = create_engine(url)
+        queue = await make_queue(settings)
+        path = f"/flaky-db-{uuid.uuid4().hex[:6]}"
+        # Hold the answer long enough to take the attempts table away meanwhile.
+        receiver.script(path, [ScriptedResponse(status=200, delay_s=1.0)])
+        try:
+            async with running_workers(settings, [QueueName.WEBHOOKS]):
+                job = await queue.add_job(
+                    "webhooks", "webhook_delivery", webhook_data(receiver, path)
+                )
+                await receiver.wait_for_requests(path, 1, timeout=15)
+                async with engine.begin() as conn:
+                    await conn.execute(
+                        sa.text("ALTER TABLE webhook_delivery_attempts RENAME TO attempts_away")
+                    )
+
+                async def recording_step() -> bool:
+                    desc = await queue.client.get_workflow_handle(job.id).describe()
+                    return any(
+                        a.activity_type.name == "record_webhook_attempts"
+                        for a in desc.raw_description.pending_activities
+                    )
+
+                # The delivery handed its attempt on; the database step is retrying it.
+                await eventually(recording_step, bool, timeout=30)
+                async with engine.begin() as conn:
+                    await conn.execute(
+                        sa.text("ALTER TABLE attempts_away RENAME TO webhook_delivery_attempts")
+                    )
+                info = await _finished(queue, job.id, timeout=60)
+            assert info.state is JobState.COMPLETED, info.failure_reason
+            assert len(receiver.requests(path)) == 1
+            from db.session import create_sessionmaker
+            from db.webhooks import WebhookDeliveryStore
+
+            attempts = await WebhookDeliveryStore(create_sessionmaker(engine)).list_attempts(job.id)
+            assert [(a.attempt, a.outcome, a.status_code) for a in attempts] == [
+                (1, "delivered", 200)
+            ]
+        finally:
+            await queue.close()
+            await engine.dispose()
+    finally:
+        drop_postgres_database(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_worker(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    # A database of its own, never the project's var/jobs.db.
+    default = Path(tempfile.gettempdir()) / f"bj-worker-cli-{os.getpid()}.db"
+    database = env.pop("DATABASE_URL", None) or f"sqlite:///{default}"
     return subprocess.run(
         [sys.executable, str(ROOT / "worker.py"), *args],
-        env={**os.environ, **env},
+        env={**os.environ, "DATABASE_URL": database, **env},
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -45,14 +49,49 @@ def test_unknown_queue_is_refused():
     assert "invalid choice: 'mail'" in done.stderr
 
 
-def test_unreachable_temporal_exits_non_zero():
-    done = run_worker("--task-queue", "webhooks", TEMPORAL_ADDRESS="127.0.0.1:1")
+def test_unreachable_temporal_exits_non_zero(tmp_path: Path):
+    done = run_worker(
+        "--task-queue",
+        "webhooks",
+        TEMPORAL_ADDRESS="127.0.0.1:1",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}",
+    )
     assert done.returncode == 1
     assert "worker.start_failed" in done.stderr
 
 
+def test_schema_behind_with_migrate_on_start_off_names_the_command(tmp_path: Path):
+    database = tmp_path / "fresh.db"
+    done = run_worker(
+        "--task-queue",
+        "webhooks",
+        DATABASE_URL=f"sqlite:///{database}",
+        DB_MIGRATE_ON_START="false",
+        TEMPORAL_ADDRESS="127.0.0.1:1",  # never reached: the schema is checked first
+    )
+    assert done.returncode == 3
+    assert "python -m db.migrate" in done.stderr
+    assert "empty (no tables)" in done.stderr
+    assert "worker.ready" not in done.stderr
+
+
+def test_queue_without_job_types_is_nothing_to_run(tmp_path: Path):
+    done = run_worker("--task-queue", "voice", DATABASE_URL=f"sqlite:///{tmp_path / 'j.db'}")
+    assert done.returncode == 4
+    assert "voice" in done.stderr and "queues with job types: email, webhooks" in done.stderr
+    assert not (tmp_path / "j.db").exists()  # refused before touching anything
+
+
+def test_help_lists_the_queues_with_job_types():
+    done = run_worker("--help")
+    assert done.returncode == 0
+    assert "queues with job types: email, webhooks" in done.stdout
+    assert "``" not in done.stdout
+    assert "Exit codes" in done.stdout
+
+
 def test_queue_selection():
-    assert parse_queues(["--all"]) == list(QueueName)
+    assert parse_queues(["--all"]) == [QueueName.EMAIL, QueueName.WEBHOOKS]
     assert parse_queues(["--task-queue", "email", "--task-queue", "email"]) == [QueueName.EMAIL]
     with pytest.raises(SystemExit):
         parse_queues([])

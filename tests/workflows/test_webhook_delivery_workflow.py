@@ -12,27 +12,34 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.webhooks import DeliverWebhookInput, DeliverWebhookResult
+from activities.webhooks import (
+    Attempt,
+    DeliverWebhookInput,
+    DeliverWebhookResult,
+    RecordAttemptsInput,
+)
 from core.errors import DELIVERY_FAILED, DELIVERY_REJECTED
 from core.jobs import JobType, WebhookDeliveryJobData
 from core.queues import DEFAULT_CATALOG, QueueName
 from core.runs import JobRun, run_options
+from db.models import AttemptOutcome
 from worker import workflow_runner
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 pytestmark = pytest.mark.workflow
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SECRET_ID = "sec_0123456789abcdef"
 
 
 def job(attempts: int | None = None) -> JobRun[WebhookDeliveryJobData]:
+    # As the client sends it: the secret stored, its id in the data.
     data = WebhookDeliveryJobData.model_validate(
         {
             "userId": "u-1",
             "url": "https://hooks.example/x",
             "eventType": "lead.created",
             "payload": {"a": 1},
-            "secret": SECRET,
+            "secretId": SECRET_ID,
         }
     )
     spec = DEFAULT_CATALOG[QueueName.WEBHOOKS]
@@ -41,13 +48,13 @@ def job(attempts: int | None = None) -> JobRun[WebhookDeliveryJobData]:
     )
 
 
-async def run_with(env: WorkflowEnvironment, deliver, attempts: int | None = None):
+async def run_with(env: WorkflowEnvironment, deliver, attempts: int | None = None, record=None):
     queue = f"wh-{uuid.uuid4()}"
     async with Worker(
         env.client,
         task_queue=queue,
         workflows=[WebhookDeliveryWorkflow],
-        activities=[deliver],
+        activities=[deliver] if record is None else [deliver, record],
         workflow_runner=workflow_runner(strict=True),
     ):
         return await env.client.execute_workflow(
@@ -80,9 +87,10 @@ async def test_retry_after_replaces_backoff(time_env: WorkflowEnvironment):
     result = await run_with(time_env, deliver)
     assert result.status_code == 200
     assert (calls[1] - calls[0]).total_seconds() == pytest.approx(90, abs=0.05)
-    # The message id and the secret reach every attempt unchanged.
+    # The message id and the secret's id reach every attempt unchanged; the secret never.
     assert seen[0].delivery_id == seen[1].delivery_id
-    assert seen[0].secret == seen[1].secret == SECRET
+    assert seen[0].secret_id == seen[1].secret_id == SECRET_ID
+    assert seen[0].secret is None
     assert seen[0].created_at == seen[1].created_at
 
 
@@ -115,3 +123,73 @@ async def test_default_five_attempts_then_failed(time_env: WorkflowEnvironment):
         await run_with(time_env, deliver)
     gaps = [(b - a).total_seconds() for a, b in zip(calls, calls[1:], strict=False)]
     assert gaps == pytest.approx([2, 4, 8, 16], abs=0.05)
+
+
+def attempt(number: int, outcome: AttemptOutcome, status: int | None) -> Attempt:
+    return Attempt(
+        attempt=number,
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        duration_ms=12.0,
+        status_code=status,
+        error=None if status == 200 else f"HTTP {status}",
+        outcome=outcome,
+    )
+
+
+async def test_attempts_the_delivery_could_not_record_are_recorded_by_a_database_step(
+    time_env: WorkflowEnvironment,
+):
+    recorded: list[RecordAttemptsInput] = []
+    deliveries = 0
+
+    @activity.defn(name="deliver_webhook")
+    async def deliver(input: DeliverWebhookInput) -> DeliverWebhookResult:
+        nonlocal deliveries
+        deliveries += 1
+        return DeliverWebhookResult(
+            delivery_id=input.delivery_id,
+            status_code=200,
+            attempts=1,
+            delivered_at=datetime.now(UTC),
+            unrecorded=[attempt(1, "delivered", 200)],
+        )
+
+    @activity.defn(name="record_webhook_attempts")
+    async def record(input: RecordAttemptsInput) -> None:
+        recorded.append(input)
+        if len(recorded) < 3:
+            raise RuntimeError("database away")  # the database step retries, not the POST
+
+    result = await run_with(time_env, deliver, record=record)
+    assert result.status_code == 200 and result.unrecorded == []
+    assert deliveries == 1
+    assert len(recorded) == 3
+    assert [a.outcome for a in recorded[-1].attempts] == ["delivered"]
+    assert recorded[-1].delivery.url == "https://hooks.example/x"
+    assert recorded[-1].delivery_id == recorded[0].delivery_id
+
+
+async def test_a_rejection_that_could_not_be_recorded_is_recorded_then_fails(
+    time_env: WorkflowEnvironment,
+):
+    recorded: list[RecordAttemptsInput] = []
+
+    @activity.defn(name="deliver_webhook")
+    async def deliver(input: DeliverWebhookInput) -> DeliverWebhookResult:
+        raise ApplicationError(
+            "HTTP 410",
+            attempt(1, "failed", 410).model_dump(mode="json"),
+            type=DELIVERY_REJECTED,
+            non_retryable=True,
+        )
+
+    @activity.defn(name="record_webhook_attempts")
+    async def record(input: RecordAttemptsInput) -> None:
+        recorded.append(input)
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run_with(time_env, deliver, record=record)
+    assert isinstance(failure.value.cause, ActivityError)
+    assert isinstance(failure.value.cause.cause, ApplicationError)
+    assert failure.value.cause.cause.type == DELIVERY_REJECTED
+    assert [(a.attempt, a.status_code) for a in recorded[0].attempts] == [(1, 410)]
