@@ -38,7 +38,7 @@ from core import temporal
 from core.catalog import implemented_queues
 from core.config import ConfigError, Settings, load_settings
 from core.errors import DatabaseUnavailable, SchemaNotReady
-from core.logging import configure_logging, get_logger
+from core.logging import configure_logging, exit_process, get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
 from core.temporal import connect
 from db.schema import ensure_schema
@@ -449,4 +449,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -49,7 +49,7 @@ from bench.run import (
 )
 from client.queue import JobQueue
 from core.config import load_settings
-from core.logging import configure_logging
+from core.logging import configure_logging, exit_process
 from core.queues import QueueName
 from db.migrate import upgrade_database
 from devtools.devserver import DevServer, temporal_cli_path
@@ -506,4 +506,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_process(main())

@@ -64,7 +64,7 @@ from bench.report import (
 )
 from client.queue import JobQueue
 from core.config import load_settings
-from core.logging import configure_logging
+from core.logging import configure_logging, exit_process
 from core.queues import DEFAULT_CATALOG, QueueName, load_catalog
 from db.migrate import upgrade_database
 from devtools.devserver import DevServer, temporal_cli_path
@@ -688,4 +688,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_process(main())

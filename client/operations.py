@@ -19,7 +19,7 @@ from temporalio.common import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.base import Job, QueueBase
-from client.reads import CLOSED_STATE, state_from_description
+from client.reads import CLOSED_STATE
 from core import temporal
 from core.catalog import job_type_name
 from core.errors import InvalidJobState, JobNotFound
@@ -74,10 +74,11 @@ class Operations(QueueBase):
         )
 
     async def cancel_job(self, job_id: str) -> None:
-        """Cancel a waiting, delayed or running job; it ends failed with reason 'cancelled'.
+        """Cancel a waiting, delayed or running job; it ends failed with reason 'cancelled'
+        (Canceled in Temporal).
 
         A running job's activity sees the cancel through its heartbeat and cleans up; one
-        that has not finished after the grace period is terminated.
+        that has not finished after JOB_CANCEL_GRACE_SECONDS is terminated.
         """
         desc = await self._describe(job_id)
         if desc is None:
@@ -85,21 +86,17 @@ class Operations(QueueBase):
         if desc.status != WorkflowExecutionStatus.RUNNING:
             raise InvalidJobState(f"job {job_id!r} is not waiting or running")
         handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(job_id)
-        state = state_from_description(desc)
-        if state is JobState.ACTIVE:
-            await handle.cancel()
-            try:
-                await asyncio.wait_for(
-                    handle.result(follow_runs=False), self.settings.job_cancel_grace_seconds
-                )
-            except TimeoutError:
-                log.warning("job.cancel_grace_expired", job_id=job_id, queue=desc.task_queue)
-                await handle.terminate(reason="cancelled")
-            except WorkflowFailureError:
-                pass  # the expected end of a cancelled job
-        else:
-            # Nothing runs yet, so there is nothing to clean up.
+        # A job in its start delay or retry backoff ends at once: nothing runs to clean up.
+        await handle.cancel()
+        try:
+            await asyncio.wait_for(
+                handle.result(follow_runs=False), self.settings.job_cancel_grace_seconds
+            )
+        except TimeoutError:
+            log.warning("job.cancel_grace_expired", job_id=job_id, queue=desc.task_queue)
             await handle.terminate(reason="cancelled")
+        except WorkflowFailureError:
+            pass  # the expected end of a cancelled job
         await self._finish(job_id, desc.task_queue, JobState.FAILED, "cancelled")
         log.info("job.cancelled", job_id=job_id, queue=desc.task_queue)
 
@@ -125,7 +122,7 @@ class Operations(QueueBase):
         if codec is not None:
             payloads = await codec.decode(payloads)
         priority = started.priority if started.HasField("priority") else None
-        await self.client.start_workflow(
+        retried = await self.client.start_workflow(
             desc.workflow_type,
             RawValue(payloads[0]),
             id=job_id,
@@ -154,7 +151,12 @@ class Operations(QueueBase):
                 )
             )
         log.info("job.retried", job_id=job_id, queue=desc.task_queue)
-        return Job(job_id, desc.task_queue, self._job_type(job_type_name(desc.workflow_type)))
+        return Job(
+            job_id,
+            desc.task_queue,
+            self._job_type(job_type_name(desc.workflow_type)),
+            run_id=retried.first_execution_run_id,
+        )
 
     async def remove_job(self, job_id: str) -> None:
         """Forget a job everywhere: a running one is terminated first."""

@@ -8,11 +8,13 @@ reach a log line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
@@ -91,15 +93,61 @@ def _redact_rendered_exception(
     return event_dict
 
 
-def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
-    """Route structlog and stdlib logging through one redacting pipeline."""
-    shared: list[Any] = [
+class _ExpectedActivityFailures(logging.Filter):
+    """The SDK logs every failed activity attempt with its traceback. A failure the activity
+    raised on purpose (an ApplicationError: a 410, a 503 to retry, a revoked token) is
+    already one line of the job's lifecycle log (``job.retrying`` with the error type and
+    message, or ``job.failed``), so the SDK's record of it is dropped; anything else keeps
+    its traceback (NFR-042: full stack traces for errors)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from temporalio.exceptions import ApplicationError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        expected = isinstance(exc, ApplicationError) and str(record.msg).startswith(
+            "Completing activity as failed"
+        )
+        return not expected
+
+
+def _shared_processors() -> list[Any]:
+    return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        # One timestamp format everywhere: ISO-8601 in UTC.
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact_processor,
     ]
+
+
+def _forward_sdk_core_logs() -> None:
+    """Send the SDK core's own (Rust) log lines through Python logging, so they share this
+    pipeline's format and redaction instead of going to stderr in colour codes."""
+    from temporalio.runtime import (
+        LogForwardingConfig,
+        LoggingConfig,
+        Runtime,
+        TelemetryConfig,
+        TelemetryFilter,
+    )
+
+    forwarding = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
+    telemetry = TelemetryConfig(
+        logging=LoggingConfig(
+            filter=TelemetryFilter(core_level="WARN", other_level="ERROR"), forwarding=forwarding
+        )
+    )
+    Runtime.set_default(Runtime(telemetry=telemetry), error_if_already_set=False)
+
+
+def configure_logging(
+    *, json_logs: bool, level: str = "INFO", forward_sdk_core_logs: bool = True
+) -> None:
+    """Route structlog, stdlib logging and the Temporal SDK's core logs through one redacting
+    pipeline. Entry points call this before they create a Temporal client, and end with
+    ``exit_process``."""
+    shared = _shared_processors()
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_logs
@@ -129,11 +177,51 @@ def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # The SDK's own chatter about retries is already covered by our lifecycle events.
-    logging.getLogger("temporalio.activity").setLevel(logging.WARNING)
+    activity_logger = logging.getLogger("temporalio.activity")
+    activity_logger.setLevel(logging.WARNING)
+    activity_logger.filters[:] = [_ExpectedActivityFailures()]
     # httpx logs every request URL at INFO; URLs can carry tokens and provider ids.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if forward_sdk_core_logs:
+        _forward_sdk_core_logs()
+
+
+def exit_process(code: int) -> NoReturn:
+    """End an entry point whose SDK core logs are forwarded: flush, then exit at once.
+
+    The SDK core's threads hand log lines to Python every few milliseconds; one that does so
+    while the interpreter finalizes aborts the process (SIGABRT, "PyGILState_Release"). So
+    a process that has closed its clients and flushed its logs skips finalization.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _configure_structlog_default() -> None:
+    """Until an entry point configures logging (or a host application configures structlog
+    its own way), structlog lines still come out in the one format, redacted, on stderr."""
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact_processor,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+_configure_structlog_default()

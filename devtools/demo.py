@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 from client.queue import JobQueue
+from core.logging import configure_logging, exit_process
 from devtools.run import DEMO_RECEIVER_PORT, demo_secret
 from tracking.store import JobState
 
@@ -40,8 +40,9 @@ async def demo() -> int:
 
 
 def main() -> int:
+    configure_logging(json_logs=False, level="WARNING")
     return asyncio.run(demo())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

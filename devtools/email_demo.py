@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 from datetime import UTC, datetime, timedelta
 
 from client.queue import JobQueue
 from core.config import load_settings
+from core.logging import configure_logging, exit_process
 from emulators import anthropic as anthropic_emulator
 from emulators import google as google_emulator
 from emulators import microsoft as microsoft_emulator
@@ -107,9 +107,11 @@ async def run_demo() -> None:
 
 
 def main() -> int:
+    settings = load_settings()
+    configure_logging(json_logs=settings.is_production, level=settings.log_level)
     asyncio.run(run_demo())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

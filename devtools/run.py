@@ -77,7 +77,8 @@ def main() -> int:
         server.start(timeout=60)
         print(f"Temporal dev server on {server.address}, Web UI {server.ui_url}")
 
-    children: list[subprocess.Popen[bytes]] = []
+    grace = settings.worker_shutdown_grace_seconds
+    services: list[tuple[str, subprocess.Popen[bytes]]] = []
     receiver = subprocess.Popen(
         [
             python,
@@ -91,14 +92,17 @@ def main() -> int:
         env=env,
         cwd=PROJECT_ROOT,
     )
-    children.append(receiver)
-    workers = subprocess.Popen([python, "worker.py", "--all"], env=env, cwd=PROJECT_ROOT)
-    children.append(workers)
+    services.append(("demo webhook receiver", receiver))
     if email_demo:
-        children.append(
-            subprocess.Popen([python, "-m", "devtools.email_demo"], env=env, cwd=PROJECT_ROOT)
+        services.append(
+            (
+                "email emulators",
+                subprocess.Popen([python, "-m", "devtools.email_demo"], env=env, cwd=PROJECT_ROOT),
+            )
         )
-    print("workers starting for every queue; `make demo` enqueues a webhook delivery")
+    workers = subprocess.Popen([python, "worker.py", "--all"], env=env, cwd=PROJECT_ROOT)
+    print("workers starting for every queue with job types; `make demo` enqueues a webhook")
+    print(f"press Ctrl-C to stop (running jobs get up to {grace:.0f} s to finish)")
 
     stopping = False
 
@@ -117,17 +121,27 @@ def main() -> int:
                 break
             time.sleep(0.5)
     finally:
-        # Workers first, so running jobs finish while the server is still there.
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+        # Workers first, so running jobs finish while the server and emulators are there.
+        print(f"stopping: workers (running jobs get up to {grace:.0f} s)...", flush=True)
+        _stop(workers, grace + 10)
+        for name, child in reversed(services):
+            print(f"stopping: {name}...", flush=True)
+            _stop(child, 10)
         if server is not None:
+            print("stopping: Temporal dev server...", flush=True)
             server.stop()
+        print(f"stopped; jobs and history are kept in {VAR_DIR} (`make clean` deletes them)")
     return exit_code
+
+
+def _stop(child: subprocess.Popen[bytes], timeout: float) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 
 from client.queue import JobQueue
 from core.config import Settings
@@ -255,6 +256,9 @@ async def test_cancel_waiting_and_running_jobs(
         await job_queue.cancel_job(delayed.id)
         info = await job_queue.get_job(delayed.id)
         assert (info.state, info.failure_reason) == (JobState.FAILED, "cancelled")
+        # Cancelled, not terminated, in Temporal's own tools too.
+        desc = await job_queue.client.get_workflow_handle(delayed.id).describe()
+        assert desc.status == WorkflowExecutionStatus.CANCELED
 
         running = await job_queue.add_job("webhooks", "webhook_delivery", data(receiver, slow))
         await eventually(
@@ -266,6 +270,8 @@ async def test_cancel_waiting_and_running_jobs(
         assert asyncio.get_running_loop().time() - started < 6
         info = await job_queue.get_job(running.id)
         assert (info.state, info.failure_reason) == (JobState.FAILED, "cancelled")
+        desc = await job_queue.client.get_workflow_handle(running.id).describe()
+        assert desc.status == WorkflowExecutionStatus.CANCELED
         # ...and cleaned up: its attempt is on record as cancelled, not left open.
         attempts = await WebhookDeliveryStore(
             create_sessionmaker(create_engine(settings.database_url))
@@ -289,6 +295,9 @@ async def test_retry_failed_job_and_remove(
             await job_queue.retry_job(f"{job.id}-missing")
         retried = await job_queue.retry_job(job.id)
         assert retried.id == job.id
+        assert retried.run_id is not None and retried.run_id != job.run_id
+        new_run = await job_queue.client.get_workflow_handle(job.id).describe()
+        assert new_run.run_id == retried.run_id
         info = await eventually(
             lambda: job_queue.get_job(job.id), lambda i: i.state is JobState.COMPLETED
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import signal
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from tests.support import (
 from tracking.store import JobState
 
 pytestmark = pytest.mark.integration
+
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z ")
 
 
 @pytest.fixture
@@ -143,6 +146,36 @@ async def test_sigterm_lets_the_running_job_finish(
     assert desc.status is not None and desc.status.name == "COMPLETED"
     # No secrets in the worker's log.
     assert receiver.secret not in log and "whsec_" not in log.replace("whsec_[redacted]", "")
+    assert_one_log_format(log)
+
+
+def assert_one_log_format(log: str) -> None:
+    """Every line is ours: no colour codes, one timestamp format (ISO-8601, UTC)."""
+    assert "\x1b[" not in log
+    for line in log.splitlines():
+        if line and line[0].isdigit():
+            assert ISO_UTC.match(line), line
+
+
+async def test_expected_failures_log_one_line_without_traceback(
+    session_env, job_queue: JobQueue, receiver: WebhookReceiver, workers, tmp_path
+):
+    worker = await spawn(workers, session_env, tmp_path)
+    gone, busy = f"/gone-{uuid.uuid4().hex[:6]}", f"/busy-{uuid.uuid4().hex[:6]}"
+    receiver.script(gone, [ScriptedResponse(status=410)])
+    receiver.script(busy, [ScriptedResponse(status=503)])
+    rejected = await job_queue.add_job("webhooks", "webhook_delivery", data(receiver, gone))
+    retried = await job_queue.add_job("webhooks", "webhook_delivery", data(receiver, busy))
+    await eventually(job_state(job_queue, rejected.id), lambda i: i.state is JobState.FAILED)
+    await eventually(job_state(job_queue, retried.id), lambda i: i.state is JobState.COMPLETED)
+    assert len(receiver.requests(gone)) == 1
+    log = worker.output()
+    assert "Traceback" not in log and "Completing activity as failed" not in log
+    retrying = [line for line in log.splitlines() if "job.retrying" in line]
+    assert len(retrying) == 1 and "DeliveryFailed" in retrying[0] and "HTTP 503" in retrying[0]
+    [failed] = [line for line in log.splitlines() if "job.failed" in line]
+    assert "DeliveryRejected" in failed and "HTTP 410" in failed
+    assert_one_log_format(log)
 
 
 async def test_sigterm_past_the_grace_leaves_the_job_to_another_worker(

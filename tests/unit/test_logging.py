@@ -55,7 +55,8 @@ def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], Reade
         return [json.loads(line) for line in raw]  # every line is one JSON document
 
     def start() -> Reader:
-        configure_logging(json_logs=True)
+        # No forwarding of SDK core logs in the test process (it outlives the test).
+        configure_logging(json_logs=True, forward_sdk_core_logs=False)
         [handler] = root.handlers
         assert isinstance(handler, logging.StreamHandler)
         assert handler.stream is sys.stderr
@@ -209,3 +210,46 @@ def test_redact_value_keeps_types_it_does_not_understand() -> None:
     assert redact_value("", "token") == ""
     assert redact_value(True, "phone_verified") is True
     assert redact_value("4155550123", "phone") == "[phone]"
+
+
+def _activity_failure(exc: BaseException) -> None:
+    try:
+        raise exc
+    except BaseException:
+        logging.getLogger("temporalio.activity").warning(
+            "Completing activity as failed ({'activity_id': '1'})",
+            exc_info=True,
+            extra={"temporal_activity": {"workflow_id": "job-1", "attempt": 1}},
+        )
+
+
+def test_expected_activity_failures_leave_no_traceback(json_logs: Callable[[], Reader]) -> None:
+    from temporalio.exceptions import ApplicationError
+
+    read = json_logs()
+    _activity_failure(ApplicationError("HTTP 410", type="DeliveryRejected", non_retryable=True))
+    _activity_failure(ApplicationError("HTTP 503", type="DeliveryFailed"))
+    # The lifecycle log already says it in one line (job.retrying / job.failed).
+    assert read() == []
+    _activity_failure(KeyError("a bug"))
+    [record] = read()
+    assert "Traceback" in record["exception"] and "KeyError" in record["exception"]
+
+
+def test_one_timestamp_format_before_and_after_configuration(
+    json_logs: Callable[[], Reader], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    structlog.reset_defaults()
+    import core.logging
+
+    core.logging._configure_structlog_default()
+    get_logger("test.default").info("before.configure", to=EMAIL)
+    line = capsys.readouterr().err.strip()
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z \[info", line), line
+    assert EMAIL not in line
+    read = json_logs()
+    get_logger("test.default").info("after.configure")
+    [record] = read()
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$", record["timestamp"])
