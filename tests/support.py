@@ -17,19 +17,30 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.worker import Worker
 
 from client.queue import JobQueue
 from core.config import Settings, load_settings
 from core.queues import QueueName, QueueSpec, load_catalog
-from core.temporal import connect
+from core.temporal import connect, data_converter
 from devtools.devserver import free_port
 from tracking.interceptor import JobTrackingInterceptor
 from tracking.store import JobTracker, connect_redis
 from worker import worker_runtime
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+HISTORIES_DIR = PROJECT_ROOT / "tests" / "histories"
 T = TypeVar("T")
+
+# The payload key of the workflow tests and of the recorded histories (tests/histories):
+# a fixed test key that protects nothing real.
+HISTORY_KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def project_converter() -> DataConverter:
+    """The project's data converter (pydantic, encrypted), under the histories' test key."""
+    return data_converter(load_settings({"PAYLOAD_ENCRYPTION_KEY": HISTORY_KEY}))
 
 
 def test_env(

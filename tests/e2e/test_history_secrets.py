@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -22,7 +22,7 @@ from db.models import EmailMessage
 from db.session import create_engine
 from emulators.server import Fault
 from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver
-from tests.integration.conftest import API_KEY, Providers
+from tests.e2e.conftest import API_KEY, Providers
 from tests.support import eventually, running_workers
 from tracking.store import JobState
 
@@ -84,31 +84,19 @@ async def test_no_secret_in_any_decoded_history(
 
         # Mailboxes: an expired Gmail token (refreshed by the job) and an Outlook one, both
         # with important mail, synced with auto-drafts; and a draft asked for by hand.
-        gmail_address = f"g-{uuid.uuid4().hex[:6]}@example.com"
-        providers.google.seed_mailbox(gmail_address, 1200, important_every=400)
-        g_access, g_refresh = providers.google.issue_tokens(gmail_address)
-        gmail = await job_queue.connect_email_account(
-            user, "gmail", gmail_address, g_access, g_refresh, datetime.now(UTC) - timedelta(1)
+        g_box = await providers.mailbox(
+            job_queue, messages=1200, important_every=400, expires_in=-timedelta(days=1)
         )
-        outlook_address = f"o-{uuid.uuid4().hex[:6]}@example.com"
-        providers.microsoft.seed_mailbox(
-            outlook_address,
-            20,
-            start=datetime.now(UTC) - timedelta(days=1),
-            high_importance_every=10,
-        )
-        o_access, o_refresh = providers.microsoft.issue_tokens(outlook_address)
-        outlook = await job_queue.connect_email_account(
-            user, "outlook", outlook_address, o_access, o_refresh, datetime.now(UTC) + timedelta(1)
-        )
+        o_box = await providers.mailbox(job_queue, "outlook", messages=20, important_every=10)
+        gmail, outlook = g_box.account_id, o_box.account_id
         # Slow pages (three of them), so the running sync's heartbeat can be read while its
         # activity is pending.
         providers.google.faults.add("messages.list", *[Fault(status=200, delay_s=1.0)] * 3)
-        for account, provider in ((gmail, "gmail"), (outlook, "outlook")):
+        for box in (g_box, o_box):
             job = await job_queue.add_job(
                 "email",
                 "email_sync",
-                {"userId": user, "accountId": account, "emailProvider": provider},
+                {"userId": box.user, "accountId": box.account_id, "emailProvider": box.provider},
             )
             job_ids.append(job.id)
         manual = await job_queue.add_job(
@@ -161,10 +149,10 @@ async def test_no_secret_in_any_decoded_history(
         receiver.secret,
         receiver.secret.removeprefix("whsec_"),
         base64.b64decode(receiver.secret.removeprefix("whsec_")).hex(),
-        g_access,
-        g_refresh,
-        o_access,
-        o_refresh,
+        g_box.access,
+        g_box.refresh,
+        o_box.access,
+        o_box.refresh,
         API_KEY,
         settings.payload_encryption_key or "",
     }
@@ -173,7 +161,7 @@ async def test_no_secret_in_any_decoded_history(
         secrets |= {current.access_token, current.refresh_token}
     secrets.discard("")
     # The expired Gmail token was refreshed: its new token is among those searched for.
-    assert (await job_queue.accounts.get(gmail)).access_token != g_access
+    assert (await job_queue.accounts.get(gmail)).access_token != g_box.access
 
     payloads: list[Payload] = list(heartbeats)
     events = 0

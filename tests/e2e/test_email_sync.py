@@ -5,9 +5,8 @@ and one auto-draft per new important message."""
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from client.queue import JobQueue
 from core.queues import QueueName
 from db.models import EmailMessage, EmailSyncRun
 from db.session import create_engine
-from tests.integration.conftest import Providers
+from tests.e2e.conftest import Providers
 from tests.support import eventually, running_workers
 from tracking.store import JobState
 
@@ -56,14 +55,9 @@ async def rows(database_url: str, sql: sa.Select[Any]) -> int:
 async def test_gmail_full_then_incremental_with_history_and_auto_drafts(
     providers: Providers, job_queue: JobQueue
 ):
-    address = f"sync-{uuid.uuid4().hex[:6]}@example.com"
     # 1,200 messages over three 500-id pages; every 400th is labelled IMPORTANT.
-    providers.google.seed_mailbox(address, 1200, important_every=400)
-    access, refresh = providers.google.issue_tokens(address)
-    user = f"user-{uuid.uuid4().hex[:6]}"
-    account_id = await job_queue.connect_email_account(
-        user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
-    )
+    box = await providers.mailbox(job_queue, messages=1200, important_every=400)
+    user, address, account_id = box.user, box.address, box.account_id
     async with running_workers(providers.settings, [QueueName.EMAIL]):
         first, info = await sync(job_queue, user, account_id, "gmail")
         assert (info.result["fetched"], info.result["stored"]) == (1200, 1200)
@@ -123,13 +117,8 @@ async def _count(items: Sequence[object]) -> int:
 
 
 async def test_outlook_delta_sync(providers: Providers, job_queue: JobQueue):
-    user_address = f"sync-{uuid.uuid4().hex[:6]}@example.com"
-    providers.microsoft.seed_mailbox(user_address, 1100, start=datetime(2026, 11, 1, tzinfo=UTC))
-    access, refresh = providers.microsoft.issue_tokens(user_address)
-    user = f"user-{uuid.uuid4().hex[:6]}"
-    account_id = await job_queue.connect_email_account(
-        user, "outlook", user_address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
-    )
+    box = await providers.mailbox(job_queue, "outlook", messages=1100)
+    user, user_address, account_id = box.user, box.address, box.account_id
     async with running_workers(providers.settings, [QueueName.EMAIL]):
         _, info = await sync(job_queue, user, account_id, "outlook")
         assert (info.result["fetched"], info.result["stored"]) == (1100, 1100)
@@ -141,14 +130,10 @@ async def test_outlook_delta_sync(providers: Providers, job_queue: JobQueue):
 async def test_revoked_account_ends_the_sync_failed_in_history(
     providers: Providers, job_queue: JobQueue
 ):
-    address = f"sync-{uuid.uuid4().hex[:6]}@example.com"
-    providers.google.seed_mailbox(address, 3)
-    access, refresh = providers.google.issue_tokens(address)
-    providers.google.revoke(refresh)
-    user = f"user-{uuid.uuid4().hex[:6]}"
-    account_id = await job_queue.connect_email_account(
-        user, "gmail", address, access, refresh, datetime.now(UTC) - timedelta(minutes=1)
+    box = await providers.mailbox(
+        job_queue, messages=3, expires_in=-timedelta(minutes=1), revoked=True
     )
+    user, account_id = box.user, box.account_id
     async with running_workers(providers.settings, [QueueName.EMAIL]):
         job = await job_queue.add_job(
             "email",
@@ -165,13 +150,8 @@ async def test_revoked_account_ends_the_sync_failed_in_history(
 async def test_rate_limited_page_waits_for_retry_after(providers: Providers, job_queue: JobQueue):
     from emulators.server import Fault
 
-    address = f"sync-{uuid.uuid4().hex[:6]}@example.com"
-    providers.google.seed_mailbox(address, 10)
-    access, refresh = providers.google.issue_tokens(address)
-    user = f"user-{uuid.uuid4().hex[:6]}"
-    account_id = await job_queue.connect_email_account(
-        user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
-    )
+    box = await providers.mailbox(job_queue, messages=10)
+    user, account_id = box.user, box.account_id
     providers.google.faults.add("messages.list", Fault(status=429, headers={"Retry-After": "5"}))
     async with running_workers(providers.settings, [QueueName.EMAIL]):
         job, info = await sync(job_queue, user, account_id, "gmail")
@@ -205,13 +185,8 @@ async def history_row(database_url: str, job_id: str) -> tuple[str, int, int, in
 async def test_counts_add_up_across_a_retried_page(providers: Providers, job_queue: JobQueue):
     from emulators.server import Fault
 
-    address = f"retry-{uuid.uuid4().hex[:6]}@example.com"
-    providers.google.seed_mailbox(address, 1200)
-    access, refresh = providers.google.issue_tokens(address)
-    user = f"user-{uuid.uuid4().hex[:6]}"
-    account_id = await job_queue.connect_email_account(
-        user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
-    )
+    box = await providers.mailbox(job_queue, messages=1200)
+    user, account_id = box.user, box.account_id
     # The first list page answers, the second answers 429 once: the attempt that stored
     # page one fails, and the retry resumes at page two.
     providers.google.faults.add(
@@ -260,19 +235,14 @@ async def test_killed_worker_resumes_from_the_heartbeated_page(
     catalog = load_catalog({})
     catalog[QueueName.EMAIL] = replace(catalog[QueueName.EMAIL], heartbeat=timedelta(seconds=4))
     queue = await make_queue(settings, catalog)
-    address = f"kill-{uuid.uuid4().hex[:6]}@example.com"
-    # Six pages of 500, two important messages on each.
-    providers.google.seed_mailbox(address, 3000, important_every=250)
-    access, refresh = providers.google.issue_tokens(address)
-    user = f"user-{uuid.uuid4().hex[:6]}"
-    # Every page takes a second to list, so the kill lands mid-sync.
-    providers.google.faults.add("messages.list", *[Fault(status=200, delay_s=1.0)] * 20)
     doomed = WorkerProcess(env, "email", log_dir=tmp_path)
     rescuer = WorkerProcess(env, "email", log_dir=tmp_path)
     try:
-        account_id = await queue.connect_email_account(
-            user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
-        )
+        # Six pages of 500, two important messages on each.
+        box = await providers.mailbox(queue, messages=3000, important_every=250)
+        user, address, account_id = box.user, box.address, box.account_id
+        # Every page takes a second to list, so the kill lands mid-sync.
+        providers.google.faults.add("messages.list", *[Fault(status=200, delay_s=1.0)] * 20)
         doomed.start()
         await doomed.wait_ready()
         job = await queue.add_job(
@@ -344,13 +314,8 @@ async def test_large_mailbox_continues_as_new(
     # One page per activity call and one call per run: 1,200 messages take three runs.
     monkeypatch.setattr(activities.email, "PAGES_PER_CALL", 1)
     monkeypatch.setattr(workflows.email_sync, "BATCHES_PER_RUN", 1)
-    address = f"big-{uuid.uuid4().hex[:6]}@example.com"
-    providers.google.seed_mailbox(address, 1200)
-    access, refresh = providers.google.issue_tokens(address)
-    user = f"user-{uuid.uuid4().hex[:6]}"
-    account_id = await job_queue.connect_email_account(
-        user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
-    )
+    box = await providers.mailbox(job_queue, messages=1200)
+    user, account_id = box.user, box.account_id
     async with running_workers(providers.settings, [QueueName.EMAIL]):
         job, info = await sync(job_queue, user, account_id, "gmail")
     assert (info.result["fetched"], info.result["stored"]) == (1200, 1200)
@@ -362,13 +327,9 @@ async def test_large_mailbox_continues_as_new(
 
 
 async def test_vip_sender_gets_an_auto_draft(providers: Providers, job_queue: JobQueue):
-    address = f"vip-{uuid.uuid4().hex[:6]}@example.com"
+    box = await providers.mailbox(job_queue)
+    user, address, account_id = box.user, box.address, box.account_id
     providers.google.add_message(address, sender="Someone <someone@example.com>", subject="hi")
-    access, refresh = providers.google.issue_tokens(address)
-    user = f"user-{uuid.uuid4().hex[:6]}"
-    account_id = await job_queue.connect_email_account(
-        user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
-    )
     await job_queue.set_vip_senders(user, ["Boss@Client.example"])
     async with running_workers(providers.settings, [QueueName.EMAIL]):
         _, info = await sync(job_queue, user, account_id, "gmail")
@@ -401,15 +362,10 @@ def test_importance_rule():
 async def test_unexpected_401_refreshes_once_and_continues(
     providers: Providers, job_queue: JobQueue
 ):
-    address = f"401-{uuid.uuid4().hex[:6]}@example.com"
-    providers.google.seed_mailbox(address, 20)
-    access, refresh = providers.google.issue_tokens(address)
+    box = await providers.mailbox(job_queue, messages=20)
+    user, account_id, access = box.user, box.account_id, box.access
     # The provider dropped the token although we believe it valid for another hour.
     providers.google.expire_access_token(access)
-    user = f"user-{uuid.uuid4().hex[:6]}"
-    account_id = await job_queue.connect_email_account(
-        user, "gmail", address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
-    )
     async with running_workers(providers.settings, [QueueName.EMAIL]):
         _, info = await sync(job_queue, user, account_id, "gmail")
     assert info.result["stored"] == 20

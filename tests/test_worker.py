@@ -13,7 +13,7 @@ import pytest
 from core.queues import QueueName
 from worker import parse_queues
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_worker(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -3,11 +3,15 @@ the Google, Microsoft and Anthropic emulators with settings pointing at them."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from client.queue import JobQueue
 from core.config import Settings
 from emulators import anthropic as anthropic_emulator
 from emulators import google as google_emulator
@@ -26,12 +30,67 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
 API_KEY = "sk-ant-emulator-key"
 
 
+@dataclass(frozen=True)
+class Mailbox:
+    """A seeded emulator mailbox, connected as a user's account."""
+
+    user: str
+    address: str
+    provider: str
+    account_id: str
+    access: str
+    refresh: str
+    message_ids: list[str]
+
+
 @dataclass
 class Providers:
     google: google_emulator.GoogleState
     microsoft: microsoft_emulator.MicrosoftState
     anthropic: anthropic_emulator.AnthropicState
     settings: Settings
+
+    async def mailbox(
+        self,
+        queue: JobQueue,
+        provider: str = "gmail",
+        *,
+        messages: int = 0,
+        important_every: int = 0,
+        expires_in: timedelta = timedelta(hours=1),
+        revoked: bool = False,
+        start: datetime | None = None,
+    ) -> Mailbox:
+        """A new mailbox of ``messages`` seeded messages (every ``important_every``-th one
+        important), connected through ``queue`` with tokens that expire in ``expires_in``
+        (negative: already expired) and, with ``revoked``, a refresh token the provider
+        no longer accepts."""
+        tag = uuid.uuid4().hex[:8]
+        address, user = f"box-{tag}@example.com", f"user-{tag}"
+        if provider == "gmail":
+            state: Any = self.google
+            ids = self.google.seed_mailbox(
+                address, messages, important_every=important_every, **_start(start)
+            )
+        else:
+            state = self.microsoft
+            ids = self.microsoft.seed_mailbox(
+                address,
+                messages,
+                start=start or datetime.now(UTC) - timedelta(days=2),
+                high_importance_every=important_every,
+            )
+        access, refresh = state.issue_tokens(address)
+        if revoked:
+            state.revoke(refresh)
+        account_id = await queue.connect_email_account(
+            user, provider, address, access, refresh, datetime.now(UTC) + expires_in
+        )
+        return Mailbox(user, address, provider, account_id, access, refresh, ids)
+
+
+def _start(start: datetime | None) -> dict[str, datetime]:
+    return {} if start is None else {"start": start}
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import yaml
 
 from devtools.devserver import DYNAMIC_CONFIG, DevServer, devserver_args
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 WORKER_SERVICES = {
     "worker-email",
     "worker-voice",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import functools
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from client.queue import JobQueue
 from core.queues import QueueName
 from emulators import anthropic as anthropic_emulator
-from tests.integration.conftest import Providers
+from tests.e2e.conftest import Providers
 from tests.support import eventually, running_workers
 from tracking.store import JobState
 
@@ -29,14 +28,10 @@ def finished(job_queue: JobQueue, job_id: str):
 
 
 async def test_gmail_draft_is_written_stored_and_created(providers: Providers, job_queue: JobQueue):
-    address = f"ann-{uuid.uuid4().hex[:6]}@example.com"
-    [message_id] = providers.google.seed_mailbox(address, 1)
     # An expired access token: the job refreshes it first.
-    access, refresh = providers.google.issue_tokens(address)
-    user = f"user-{uuid.uuid4().hex[:6]}"
-    account_id = await job_queue.connect_email_account(
-        user, "gmail", address, access, refresh, datetime.now(UTC) - timedelta(minutes=5)
-    )
+    box = await providers.mailbox(job_queue, messages=1, expires_in=-timedelta(minutes=5))
+    user, address, account_id, access = box.user, box.address, box.account_id, box.access
+    [message_id] = box.message_ids
     async with running_workers(providers.settings, [QueueName.EMAIL]):
         job = await job_queue.add_job(
             "email",
@@ -69,15 +64,9 @@ async def test_gmail_draft_is_written_stored_and_created(providers: Providers, j
 async def test_outlook_reply_draft_and_retry_keeps_the_tone(
     providers: Providers, job_queue: JobQueue
 ):
-    user_address = f"bob-{uuid.uuid4().hex[:6]}@example.com"
-    [message_id] = providers.microsoft.seed_mailbox(
-        user_address, 1, start=datetime(2026, 11, 1, tzinfo=UTC)
-    )
-    access, refresh = providers.microsoft.issue_tokens(user_address)
-    user = f"user-{uuid.uuid4().hex[:6]}"
-    account_id = await job_queue.connect_email_account(
-        user, "outlook", user_address, access, refresh, datetime.now(UTC) + timedelta(hours=1)
-    )
+    box = await providers.mailbox(job_queue, "outlook", messages=1)
+    user, account_id = box.user, box.account_id
+    [message_id] = box.message_ids
     # The first answer from Claude is a 529: the job retries and must ask the same way.
     providers.anthropic.faults.add("messages", anthropic_emulator.overloaded())
     async with running_workers(providers.settings, [QueueName.EMAIL]):
@@ -106,14 +95,11 @@ async def test_outlook_reply_draft_and_retry_keeps_the_tone(
 async def test_revoked_account_fails_without_retry_and_needs_reauth(
     providers: Providers, job_queue: JobQueue
 ):
-    address = f"cy-{uuid.uuid4().hex[:6]}@example.com"
-    [message_id] = providers.google.seed_mailbox(address, 1)
-    access, refresh = providers.google.issue_tokens(address)
-    providers.google.revoke(refresh)
-    user = f"user-{uuid.uuid4().hex[:6]}"
-    account_id = await job_queue.connect_email_account(
-        user, "gmail", address, access, refresh, datetime.now(UTC) - timedelta(minutes=1)
+    box = await providers.mailbox(
+        job_queue, messages=1, expires_in=-timedelta(minutes=1), revoked=True
     )
+    user, address, account_id = box.user, box.address, box.account_id
+    [message_id] = box.message_ids
     async with running_workers(providers.settings, [QueueName.EMAIL]):
         job = await job_queue.add_job(
             "email",
