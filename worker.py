@@ -37,10 +37,12 @@ from activities import Dependencies, build_activities
 from core import temporal
 from core.catalog import implemented_queues
 from core.config import ConfigError, Settings, load_settings
+from core.crypto import token_key
 from core.errors import DatabaseUnavailable, SchemaNotReady
 from core.logging import configure_logging, exit_process, get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
 from core.temporal import connect
+from db.housekeeping import housekeeping_loop
 from db.schema import ensure_schema
 from db.session import create_engine, create_sessionmaker
 from tracking.interceptor import JobTrackingInterceptor
@@ -161,12 +163,13 @@ def build_queue_workers(
     activities = build_activities(deps, spec.name)
     if not workflows and not activities:
         return None
+
+    def worker(**options: Any) -> Worker:
+        return Worker(client, task_queue=spec.name.value, interceptors=[interceptor], **options)
+
     workflow_worker = (
-        Worker(
-            client,
-            task_queue=spec.name.value,
+        worker(
             workflows=workflows,
-            interceptors=[interceptor],
             workflow_runner=workflow_runner(),
             # Eager activities bypass the task queue, and with it the server-side pause and
             # rate (a workflow-only Worker has none to run anyway).
@@ -176,11 +179,8 @@ def build_queue_workers(
         else None
     )
     activity_worker = (
-        Worker(
-            client,
-            task_queue=spec.name.value,
+        worker(
             activities=activities,
-            interceptors=[interceptor],
             max_concurrent_activities=spec.concurrency,
             # The server-side queue rate is the real limit across processes; a local guard.
             max_activities_per_second=spec.rate_per_second,
@@ -362,6 +362,9 @@ async def run(queues: list[QueueName], settings: Settings) -> int:
             reconcile_loop(reconciler, runtime.interceptor, [q.value for q in runtime.workers]),
             name="reconcile",
         )
+        housekeeping_task = asyncio.create_task(
+            housekeeping_loop(runtime.deps.sessions, token_key(settings)), name="housekeeping"
+        )
         run_tasks = {
             asyncio.create_task(w.run(), name=f"worker-{q.value}"): q
             for q, queue_workers in runtime.workers.items()
@@ -385,8 +388,9 @@ async def run(queues: list[QueueName], settings: Settings) -> int:
 
         await stop_gracefully(runtime, settings.worker_shutdown_grace_seconds)
         await asyncio.gather(*run_tasks, return_exceptions=True)
-        reconcile_task.cancel()
-        await asyncio.gather(reconcile_task, return_exceptions=True)
+        for task in (reconcile_task, housekeeping_task):
+            task.cancel()
+        await asyncio.gather(reconcile_task, housekeeping_task, return_exceptions=True)
     log.info("worker.stopped", exit_code=stop.exit_code)
     return stop.exit_code
 

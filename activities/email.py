@@ -27,7 +27,7 @@ from core.errors import INVALID_CONFIGURATION, INVALID_JOB_DATA, RESOURCE_NOT_FO
 from core.logging import get_logger
 from db.email import AccountNotFound, EmailAccountStore
 from db.email_drafts import DraftStore, NewDraft
-from db.email_sync import NewMessage, SyncStore
+from db.email_sync import NewMessage, SyncStore, UndraftedMessage
 from integrations.errors import CursorExpired, ProviderError
 from integrations.mailbox import Mailbox, MailboxPage, build_mailboxes
 
@@ -111,13 +111,8 @@ class SyncPagesInput(BaseModel):
     drafted: dict[str, str] = {}
 
 
-class StoredMessage(BaseModel):
-    """An important stored message whose auto-draft the workflow is to start."""
-
-    provider_message_id: str
-    thread_id: str | None
-    subject: str
-    snippet: str
+# An important stored message whose auto-draft the workflow is to start.
+StoredMessage = UndraftedMessage
 
 
 class SyncPagesResult(BaseModel):
@@ -295,7 +290,7 @@ class EmailActivities:
             skipped=progress.skipped,
             page_token=None if progress.done else progress.page_token,
             new_cursor=progress.new_cursor if progress.done else None,
-            important=[StoredMessage(**m.model_dump()) for m in important],
+            important=important,
         )
 
     @staticmethod
@@ -321,21 +316,7 @@ class EmailActivities:
         page = await self._tokens.call(input.account_id, read)
         kept = [
             NewMessage(
-                provider_message_id=m.provider_message_id,
-                thread_id=m.thread_id,
-                subject=m.subject,
-                from_address=m.from_address,
-                received_at=m.received_at,
-                labels=m.labels,
-                important=is_important(
-                    labels=m.labels,
-                    importance=m.importance,
-                    subject=m.subject,
-                    snippet=m.snippet,
-                    sender=m.from_address,
-                    vip_senders=vips,
-                ),
-                snippet=m.snippet,
+                **m.model_dump(exclude={"importance"}), important=is_important(m, vip_senders=vips)
             )
             for m in page.messages
             if input.sync_since is None

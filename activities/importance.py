@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import re
 
+from integrations.mailbox import MailboxMessage
+
 # Words that make a message high-importance (case-insensitive, whole words).
 IMPORTANT_KEYWORDS = ("urgent", "asap", "immediately", "deadline", "contract", "invoice")
 
 
-def is_important(
-    *,
-    labels: list[str],
-    importance: str | None,
-    subject: str,
-    snippet: str,
-    sender: str | None = None,
-    vip_senders: frozenset[str] = frozenset(),
-) -> bool:
+def is_important(message: MailboxMessage, vip_senders: frozenset[str] = frozenset()) -> bool:
     """A sender in the user's VIP list, Gmail's IMPORTANT label, Graph's high importance, or
     a keyword from IMPORTANT_KEYWORDS in subject or preview."""
+    sender = message.from_address
     if sender is not None and sender.lower() in vip_senders:
         return True
-    if "IMPORTANT" in labels or importance == "high":
+    if "IMPORTANT" in message.labels or message.importance == "high":
         return True
-    words = set(re.findall(r"[a-z]+", f"{subject} {snippet}".lower()))
+    words = set(re.findall(r"[a-z]+", f"{message.subject} {message.snippet}".lower()))
     return any(keyword in words for keyword in IMPORTANT_KEYWORDS)

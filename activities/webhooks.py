@@ -32,7 +32,7 @@ from core.errors import (
 from core.logging import get_logger
 from db.models import AttemptOutcome
 from db.secrets import SecretNotFound, SecretStore
-from db.webhooks import NewDelivery, WebhookDeliveryStore
+from db.webhooks import NewAttempt, NewDelivery, WebhookDeliveryStore
 from integrations.webhooks import DeliveryOutcome, WebhookSender
 
 log = get_logger(__name__)
@@ -54,17 +54,8 @@ class DeliverWebhookInput(BaseModel):
     secret: str | None = Field(default=None, repr=False)
 
 
-class Attempt(BaseModel):
-    """One delivery attempt as the delivery log records it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    attempt: int
-    started_at: datetime
-    duration_ms: float
-    status_code: int | None
-    error: str | None
-    outcome: AttemptOutcome
+# One delivery attempt, as the delivery log records it.
+Attempt = NewAttempt
 
 
 class DeliverWebhookResult(BaseModel):
@@ -125,17 +116,7 @@ class WebhookActivities:
 
     async def _record(self, input: DeliverWebhookInput, attempts: list[Attempt]) -> bool:
         async def write() -> None:
-            for attempt in attempts:
-                await self._store.record_attempt(
-                    input.delivery_id,
-                    attempt.attempt,
-                    attempt.started_at,
-                    attempt.duration_ms,
-                    attempt.status_code,
-                    attempt.error,
-                    attempt.outcome,
-                    delivery=_delivery(input),
-                )
+            await self._store.record_attempts(input.delivery_id, attempts, _delivery(input))
 
         return await record_after(write, what="webhook attempt", job_id=input.delivery_id)
 
@@ -221,17 +202,7 @@ class WebhookActivities:
     @activity.defn(name="record_webhook_attempts")
     async def record_attempts(self, input: RecordAttemptsInput) -> None:
         """Write attempts the delivery could not record (a database step: no POST here)."""
-        for attempt in input.attempts:
-            await self._store.record_attempt(
-                input.delivery_id,
-                attempt.attempt,
-                attempt.started_at,
-                attempt.duration_ms,
-                attempt.status_code,
-                attempt.error,
-                attempt.outcome,
-                delivery=input.delivery,
-            )
+        await self._store.record_attempts(input.delivery_id, input.attempts, input.delivery)
 
 
 def _attempt(number: int, started_at: datetime, outcome: DeliveryOutcome, final: bool) -> Attempt:

@@ -72,6 +72,7 @@ AIM_MESSAGES = 20_000
 async def _serve_emulator(kind: str, port: int, messages: int, address: str) -> None:
     """Serve one seeded emulator and print KEY=VALUE lines the benchmark reads."""
     from emulators import google, microsoft
+    from emulators.endpoints import google_settings, microsoft_settings
     from emulators.server import serve
 
     lines: dict[str, str]
@@ -81,12 +82,7 @@ async def _serve_emulator(kind: str, port: int, messages: int, address: str) -> 
         access, refresh = g.issue_tokens(address)
         app = google.create_app(g)
         async with serve(app, port=port) as url:
-            lines = {
-                "GOOGLE_OAUTH_TOKEN_URL": f"{url}/token",
-                "GMAIL_API_BASE_URL": url,
-                "GOOGLE_CLIENT_ID": google.DEFAULT_CLIENT_ID,
-                "GOOGLE_CLIENT_SECRET": google.DEFAULT_CLIENT_SECRET,
-            }
+            lines = google_settings(url)
             _print_ready(lines, access, refresh)
             await asyncio.Event().wait()
     else:
@@ -96,12 +92,7 @@ async def _serve_emulator(kind: str, port: int, messages: int, address: str) -> 
         access, refresh = m.issue_tokens(address)
         app = microsoft.create_app(m)
         async with serve(app, port=port) as url:
-            lines = {
-                "MICROSOFT_OAUTH_TOKEN_URL": url + microsoft.TOKEN_PATH,
-                "GRAPH_API_BASE_URL": url + microsoft.GRAPH_PREFIX,
-                "MICROSOFT_CLIENT_ID": m.client_id,
-                "MICROSOFT_CLIENT_SECRET": m.client_secret,
-            }
+            lines = microsoft_settings(url)
             _print_ready(lines, access, refresh)
             await asyncio.Event().wait()
 

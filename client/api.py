@@ -2,43 +2,35 @@
 
 ``from client import add_job, get_queue_stats`` is all a producer needs; configuration
 comes from the environment (``core.config``). Tests and services that manage their own
-connections call ``use_queue()`` with a ``JobQueue`` they built.
+connections call ``use_queue()`` with a ``JobQueue`` they built. Each function is the
+``JobQueue`` method of the same name (same signature, same documentation), called on the
+shared queue; the typed ``add_<job type>_job`` helpers are ``add_job`` with the queue and
+job type filled in.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from client.base import Job, JobInfo
+from client.base import Job
 from client.queue import JobQueue
+from core import jobs
 from core.catalog import QUEUE_OF_JOB_TYPE
-from core.jobs import (
-    AdAnalysisJobData,
-    AdAutomationJobData,
-    EmailDraftJobData,
-    EmailSyncJobData,
-    JobData,
-    JobType,
-    KeywordAnalysisJobData,
-    LeadEnrichmentJobData,
-    MemoryCleanupJobData,
-    MemoryConsolidationJobData,
-    SeoAuditJobData,
-    VoiceCallJobData,
-    WebhookDeliveryJobData,
-    WorkflowExecutionJobData,
-)
+from core.jobs import JobData, JobType
+
+P = ParamSpec("P")
+R = TypeVar("R")
+DataT = TypeVar("DataT", bound=JobData)
+DataT_contra = TypeVar("DataT_contra", bound=JobData, contravariant=True)
+Delay = int | timedelta | None
 
 _queue: JobQueue | None = None
 _lock = asyncio.Lock()
-
-Data = JobData | Mapping[str, Any]
-Delay = int | timedelta | None
-DataT = TypeVar("DataT", bound=JobData)
-DataT_contra = TypeVar("DataT_contra", bound=JobData, contravariant=True)
 
 
 async def get_queue() -> JobQueue:
@@ -56,25 +48,46 @@ def use_queue(queue: JobQueue | None) -> None:
     _queue = queue
 
 
-async def add_job(
-    queue_name: str,
-    job_type: str | JobType,
-    data: Data,
-    *,
-    delay: Delay = None,
-    priority: int | None = None,
-    attempts: int | None = None,
-    job_id: str | None = None,
-) -> Job:
-    return await (await get_queue()).add_job(
-        queue_name,
-        job_type,
-        data,
-        delay=delay,
-        priority=priority,
-        attempts=attempts,
-        job_id=job_id,
+async def shutdown_queues() -> None:
+    """Close every connection the job API opened (idempotent)."""
+    global _queue
+    queue, _queue = _queue, None
+    if queue is not None:
+        await queue.close()
+
+
+async def shutdown_queue_events() -> None:
+    """Close the event-log readers. They share the queue's Redis pool, so this closes it."""
+    await shutdown_queues()
+
+
+def _on_shared_queue(
+    method: Callable[Concatenate[JobQueue, P], Awaitable[R]],
+) -> Callable[P, Awaitable[R]]:
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await method(await get_queue(), *args, **kwargs)
+
+    # help() and IDEs show the method's signature without its ``self``.
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
     )
+    return call
+
+
+add_job = _on_shared_queue(JobQueue.add_job)
+get_job = _on_shared_queue(JobQueue.get_job)
+get_job_events = _on_shared_queue(JobQueue.get_job_events)
+get_queue_stats = _on_shared_queue(JobQueue.get_queue_stats)
+get_all_queue_stats = _on_shared_queue(JobQueue.get_all_queue_stats)
+pause_queue = _on_shared_queue(JobQueue.pause_queue)
+resume_queue = _on_shared_queue(JobQueue.resume_queue)
+cancel_job = _on_shared_queue(JobQueue.cancel_job)
+retry_job = _on_shared_queue(JobQueue.retry_job)
+remove_job = _on_shared_queue(JobQueue.remove_job)
+connect_email_account = _on_shared_queue(JobQueue.connect_email_account)
+set_vip_senders = _on_shared_queue(JobQueue.set_vip_senders)
 
 
 class AddTypedJob(Protocol[DataT_contra]):
@@ -114,83 +127,15 @@ def typed_helper(job_type: JobType, _model: type[DataT]) -> AddTypedJob[DataT]:
 
 
 T = JobType
-add_email_sync_job = typed_helper(T.EMAIL_SYNC, EmailSyncJobData)
-add_email_draft_job = typed_helper(T.EMAIL_DRAFT, EmailDraftJobData)
-add_voice_call_job = typed_helper(T.VOICE_CALL, VoiceCallJobData)
-add_seo_audit_job = typed_helper(T.SEO_AUDIT, SeoAuditJobData)
-add_keyword_analysis_job = typed_helper(T.KEYWORD_ANALYSIS, KeywordAnalysisJobData)
-add_ad_analysis_job = typed_helper(T.AD_ANALYSIS, AdAnalysisJobData)
-add_ad_automation_job = typed_helper(T.AD_AUTOMATION, AdAutomationJobData)
-add_lead_enrichment_job = typed_helper(T.LEAD_ENRICHMENT, LeadEnrichmentJobData)
-add_workflow_execution_job = typed_helper(T.WORKFLOW_EXECUTION, WorkflowExecutionJobData)
-add_memory_cleanup_job = typed_helper(T.MEMORY_CLEANUP, MemoryCleanupJobData)
-add_memory_consolidation_job = typed_helper(T.MEMORY_CONSOLIDATION, MemoryConsolidationJobData)
-add_webhook_delivery_job = typed_helper(T.WEBHOOK_DELIVERY, WebhookDeliveryJobData)
-
-
-async def connect_email_account(
-    user_id: str,
-    provider: str,
-    email_address: str,
-    access_token: str,
-    refresh_token: str,
-    expires_at: datetime,
-) -> str:
-    return await (await get_queue()).connect_email_account(
-        user_id, provider, email_address, access_token, refresh_token, expires_at
-    )
-
-
-async def set_vip_senders(user_id: str, addresses: list[str]) -> None:
-    await (await get_queue()).set_vip_senders(user_id, addresses)
-
-
-async def get_job(job_id: str, *, user_id: str | None = None) -> JobInfo:
-    return await (await get_queue()).get_job(job_id, user_id=user_id)
-
-
-async def get_job_events(
-    job_id: str, after: str = "-", *, user_id: str | None = None
-) -> list[tuple[str, dict[str, str]]]:
-    return await (await get_queue()).get_job_events(job_id, after, user_id=user_id)
-
-
-async def get_queue_stats(queue_name: str) -> dict[str, Any]:
-    return await (await get_queue()).get_queue_stats(queue_name)
-
-
-async def get_all_queue_stats() -> dict[str, dict[str, Any]]:
-    return await (await get_queue()).get_all_queue_stats()
-
-
-async def pause_queue(queue_name: str) -> None:
-    await (await get_queue()).pause_queue(queue_name)
-
-
-async def resume_queue(queue_name: str) -> None:
-    await (await get_queue()).resume_queue(queue_name)
-
-
-async def cancel_job(job_id: str) -> None:
-    await (await get_queue()).cancel_job(job_id)
-
-
-async def retry_job(job_id: str) -> Job:
-    return await (await get_queue()).retry_job(job_id)
-
-
-async def remove_job(job_id: str) -> None:
-    await (await get_queue()).remove_job(job_id)
-
-
-async def shutdown_queues() -> None:
-    """Close every connection the job API opened (idempotent)."""
-    global _queue
-    queue, _queue = _queue, None
-    if queue is not None:
-        await queue.close()
-
-
-async def shutdown_queue_events() -> None:
-    """Close the event-log readers. They share the queue's Redis pool, so this closes it."""
-    await shutdown_queues()
+add_email_sync_job = typed_helper(T.EMAIL_SYNC, jobs.EmailSyncJobData)
+add_email_draft_job = typed_helper(T.EMAIL_DRAFT, jobs.EmailDraftJobData)
+add_voice_call_job = typed_helper(T.VOICE_CALL, jobs.VoiceCallJobData)
+add_seo_audit_job = typed_helper(T.SEO_AUDIT, jobs.SeoAuditJobData)
+add_keyword_analysis_job = typed_helper(T.KEYWORD_ANALYSIS, jobs.KeywordAnalysisJobData)
+add_ad_analysis_job = typed_helper(T.AD_ANALYSIS, jobs.AdAnalysisJobData)
+add_ad_automation_job = typed_helper(T.AD_AUTOMATION, jobs.AdAutomationJobData)
+add_lead_enrichment_job = typed_helper(T.LEAD_ENRICHMENT, jobs.LeadEnrichmentJobData)
+add_workflow_execution_job = typed_helper(T.WORKFLOW_EXECUTION, jobs.WorkflowExecutionJobData)
+add_memory_cleanup_job = typed_helper(T.MEMORY_CLEANUP, jobs.MemoryCleanupJobData)
+add_memory_consolidation_job = typed_helper(T.MEMORY_CONSOLIDATION, jobs.MemoryConsolidationJobData)
+add_webhook_delivery_job = typed_helper(T.WEBHOOK_DELIVERY, jobs.WebhookDeliveryJobData)

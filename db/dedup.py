@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import Result, delete, select, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.base import utcnow
 from db.models import JobDedupKey
-from db.session import dialect_insert
+from db.session import delete_expired, dialect_insert, rowcount
 
 # A key can vanish between our INSERT and SELECT (released by its owner); then we try again.
 _MAX_CLAIM_ROUNDS = 5
@@ -31,10 +29,6 @@ class ClaimResult:
     job_type: str | None = None
     created_at: datetime | None = None
     expires_at: datetime | None = None
-
-
-def _rowcount(result: Result[Any]) -> int:
-    return cast(CursorResult[Any], result).rowcount
 
 
 class JobKeyStore:
@@ -69,7 +63,7 @@ class JobKeyStore:
                     # SQLAlchemy keeps an INSERT's rowcount only when asked to.
                     .execution_options(preserve_rowcount=True)
                 )
-                if _rowcount(inserted) == 1:
+                if rowcount(inserted) == 1:
                     return ClaimResult(claimed=True)
                 # Of two concurrent takeovers the second re-checks the WHERE after the first
                 # commits (PostgreSQL) or waits for the write lock (SQLite), and matches nothing.
@@ -78,7 +72,7 @@ class JobKeyStore:
                     .where(JobDedupKey.job_id == job_id, JobDedupKey.expires_at <= now)
                     .values(**values)
                 )
-                if _rowcount(replaced) == 1:
+                if rowcount(replaced) == 1:
                     return ClaimResult(claimed=True)
                 existing = (
                     await session.execute(select(JobDedupKey).where(JobDedupKey.job_id == job_id))
@@ -100,17 +94,6 @@ class JobKeyStore:
 
     async def purge_expired(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired keys; returns how many were deleted."""
-        now = utcnow()
-        expired = (
-            select(JobDedupKey.job_id)
-            .where(JobDedupKey.expires_at <= now)
-            .order_by(JobDedupKey.expires_at)
-            .limit(limit)
+        return await delete_expired(
+            self._sessionmaker, JobDedupKey.job_id, JobDedupKey.expires_at, limit=limit
         )
-        async with self._sessionmaker() as session, session.begin():
-            result = await session.execute(
-                delete(JobDedupKey)
-                .where(JobDedupKey.job_id.in_(expired.scalar_subquery()))
-                .execution_options(synchronize_session=False)
-            )
-            return _rowcount(result)

@@ -7,28 +7,21 @@ nothing twice, and counts read back from here add up however often a page was st
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.mail import MailMessage
 from db.base import utcnow
 from db.models import EmailMessage, EmailSyncRun
 from db.session import dialect_insert
 
 
-class NewMessage(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class NewMessage(MailMessage):
+    """A synced message to store, with the auto-draft rule's verdict."""
 
-    provider_message_id: str
-    thread_id: str | None
-    subject: str
-    from_address: str | None
-    received_at: datetime | None
-    labels: list[str]
     important: bool
-    snippet: str
 
 
 class UndraftedMessage(BaseModel):

@@ -18,16 +18,14 @@ import hmac
 import time
 from collections import OrderedDict
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Result, delete, select
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.crypto import TokenCipher
 from db.base import utcnow
 from db.models import JobSecret
-from db.session import dialect_insert
+from db.session import delete_expired, dialect_insert
 
 # Entries kept in memory per process (ids a producer stored, secrets a worker read).
 CACHE_SIZE = 1024
@@ -38,10 +36,6 @@ TOUCH_EVERY_S = 3600.0
 class SecretNotFound(LookupError):
     def __init__(self, secret_id: str) -> None:
         super().__init__(f"no job secret with id {secret_id!r} (of this user)")
-
-
-def _rowcount(result: Result[Any]) -> int:
-    return cast(CursorResult[Any], result).rowcount
 
 
 class SecretStore:
@@ -109,19 +103,9 @@ class SecretStore:
 
     async def purge_expired(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` secrets no job can need any more; how many went."""
-        expired = (
-            select(JobSecret.id)
-            .where(JobSecret.needed_until < utcnow())
-            .order_by(JobSecret.needed_until)
-            .limit(limit)
+        return await delete_expired(
+            self._sessionmaker, JobSecret.id, JobSecret.needed_until, limit=limit
         )
-        async with self._sessionmaker() as session, session.begin():
-            result = await session.execute(
-                delete(JobSecret)
-                .where(JobSecret.id.in_(expired.scalar_subquery()))
-                .execution_options(synchronize_session=False)
-            )
-            return _rowcount(result)
 
     @staticmethod
     def _remember(cache: OrderedDict[str, Any], key: str, value: Any) -> None:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Table, event
+from sqlalchemy import Result, Table, delete, event, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
+
+from db.base import utcnow
 
 # Seconds a SQLite writer waits for the database lock before failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 15.0
@@ -70,3 +73,28 @@ def dialect_insert(
         return sqlite.insert(model)
     # Settings only accept these two; anything else is a programming error.
     raise ValueError(f"unsupported database backend {name!r}")
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an INSERT, UPDATE or DELETE touched."""
+    return cast(CursorResult[Any], result).rowcount
+
+
+async def delete_expired(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    key: InstrumentedAttribute[str],
+    expiry: InstrumentedAttribute[datetime],
+    *,
+    limit: int,
+) -> int:
+    """Delete up to ``limit`` rows whose ``expiry`` has passed, oldest first (a bounded
+    batch, so a large backlog never becomes one long transaction); how many went."""
+    table = key.class_
+    expired = select(key).where(expiry < utcnow()).order_by(expiry).limit(limit)
+    async with sessionmaker() as session, session.begin():
+        result = await session.execute(
+            delete(table)
+            .where(key.in_(expired.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result)

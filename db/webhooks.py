@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Executable, Result, Table, bindparam, func, select, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import Executable, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.base import utcnow
@@ -19,7 +19,7 @@ from db.models import (
     WebhookDelivery,
     WebhookDeliveryAttempt,
 )
-from db.session import dialect_insert
+from db.session import dialect_insert, rowcount
 
 # Errors come pre-shortened from the sender; this only guards the column against accidents.
 MAX_ERROR_CHARS = 2000
@@ -66,10 +66,11 @@ class DeliveryRecord(BaseModel):
     failed_at: datetime | None
 
 
-class AttemptRecord(BaseModel):
+class NewAttempt(BaseModel):
+    """One delivery attempt: when, how long, what the receiver answered, what came of it."""
+
     model_config = ConfigDict(frozen=True, from_attributes=True)
 
-    delivery_id: str
     attempt: int
     started_at: datetime
     duration_ms: float
@@ -78,8 +79,8 @@ class AttemptRecord(BaseModel):
     outcome: AttemptOutcome
 
 
-def _rowcount(result: Result[Any]) -> int:
-    return cast(CursorResult[Any], result).rowcount
+class AttemptRecord(NewAttempt):
+    delivery_id: str
 
 
 @dataclass(frozen=True)
@@ -238,13 +239,29 @@ class WebhookDeliveryStore:
                 )
             else:
                 touched = await session.execute(statements.update_delivery, params)
-                if _rowcount(touched) == 0:
+                if rowcount(touched) == 0:
                     exists = await session.scalar(
                         select(WebhookDelivery.id).where(WebhookDelivery.id == delivery_id)
                     )
                     if exists is None:
                         raise DeliveryNotFound(delivery_id)
             await session.execute(statements.upsert_attempt, params)
+
+    async def record_attempts(
+        self, delivery_id: str, attempts: Sequence[NewAttempt], delivery: NewDelivery
+    ) -> None:
+        """record_attempt for each of ``attempts``, creating the delivery row if needed."""
+        for a in attempts:
+            await self.record_attempt(
+                delivery_id,
+                a.attempt,
+                a.started_at,
+                a.duration_ms,
+                a.status_code,
+                a.error,
+                a.outcome,
+                delivery=delivery,
+            )
 
     def _statements(self, session: AsyncSession) -> _Statements:
         # Built once per backend and executed with parameters: building these statements

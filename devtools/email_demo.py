@@ -19,6 +19,7 @@ from core.logging import configure_logging, exit_process
 from emulators import anthropic as anthropic_emulator
 from emulators import google as google_emulator
 from emulators import microsoft as microsoft_emulator
+from emulators.endpoints import email_provider_settings
 from emulators.server import serve
 from tracking.store import JobState
 
@@ -30,20 +31,12 @@ DEMO_ADDRESS = "demo@example.com"
 
 def demo_environment() -> dict[str, str]:
     """Settings that point the workers at the demo emulators."""
-    google = f"http://127.0.0.1:{GOOGLE_PORT}"
-    microsoft = f"http://127.0.0.1:{MICROSOFT_PORT}"
-    return {
-        "GOOGLE_OAUTH_TOKEN_URL": f"{google}/token",
-        "GMAIL_API_BASE_URL": google,
-        "GOOGLE_CLIENT_ID": google_emulator.DEFAULT_CLIENT_ID,
-        "GOOGLE_CLIENT_SECRET": google_emulator.DEFAULT_CLIENT_SECRET,
-        "MICROSOFT_OAUTH_TOKEN_URL": microsoft + microsoft_emulator.TOKEN_PATH,
-        "GRAPH_API_BASE_URL": microsoft + microsoft_emulator.GRAPH_PREFIX,
-        "MICROSOFT_CLIENT_ID": microsoft_emulator.DEFAULT_CLIENT_ID,
-        "MICROSOFT_CLIENT_SECRET": microsoft_emulator.DEFAULT_CLIENT_SECRET,
-        "ANTHROPIC_API_KEY": DEMO_API_KEY,
-        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{ANTHROPIC_PORT}",
-    }
+    return email_provider_settings(
+        google_url=f"http://127.0.0.1:{GOOGLE_PORT}",
+        microsoft_url=f"http://127.0.0.1:{MICROSOFT_PORT}",
+        anthropic_url=f"http://127.0.0.1:{ANTHROPIC_PORT}",
+        anthropic_key=DEMO_API_KEY,
+    )
 
 
 async def _follow(queue: JobQueue, job_id: str, provider: str) -> None:

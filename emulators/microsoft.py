@@ -313,6 +313,14 @@ def create_app(state: MicrosoftState) -> FastAPI:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         return state.user_for(token) if scheme.lower() == "bearer" else None
 
+    async def signed_in(route: str, request: Request) -> tuple[str, Mailbox] | Response:
+        """The signed-in user and their mailbox, or the answer instead: an injected fault
+        or a 401."""
+        if (fault := await injected(route)) is not None:
+            return fault
+        user = authenticate(request)
+        return unauthorized() if user is None else (user, state.mailbox(user))
+
     def base(request: Request) -> str:
         return str(request.base_url).rstrip("/") + GRAPH_PREFIX
 
@@ -354,12 +362,10 @@ def create_app(state: MicrosoftState) -> FastAPI:
 
     @app.get(GRAPH_PREFIX + "/me/mailFolders/inbox/messages")
     async def list_messages(request: Request) -> Response:
-        if (fault := await injected("messages")) is not None:
-            return fault
-        user = authenticate(request)
-        if user is None:
-            return unauthorized()
-        box = state.mailbox(user)
+        signed = await signed_in("messages", request)
+        if isinstance(signed, Response):
+            return signed
+        user, box = signed
         query = request.query_params
         try:
             if "$skiptoken" in query:
@@ -394,12 +400,10 @@ def create_app(state: MicrosoftState) -> FastAPI:
 
     @app.get(GRAPH_PREFIX + "/me/mailFolders/inbox/messages/delta")
     async def delta(request: Request) -> Response:
-        if (fault := await injected("delta")) is not None:
-            return fault
-        user = authenticate(request)
-        if user is None:
-            return unauthorized()
-        box = state.mailbox(user)
+        signed = await signed_in("delta", request)
+        if isinstance(signed, Response):
+            return signed
+        user, box = signed
         query = request.query_params
         size = _max_page_size(request.headers.get("prefer"))
         raw_token = query.get("$skiptoken") or query.get("$deltatoken")
@@ -455,12 +459,11 @@ def create_app(state: MicrosoftState) -> FastAPI:
 
     @app.post(GRAPH_PREFIX + "/me/messages/{message_id}/createReply")
     async def create_reply(message_id: str, request: Request) -> Response:
-        if (fault := await injected("createReply")) is not None:
-            return fault
-        user = authenticate(request)
-        if user is None:
-            return unauthorized()
-        original = state.mailbox(user).messages.get(message_id)
+        signed = await signed_in("createReply", request)
+        if isinstance(signed, Response):
+            return signed
+        user, box = signed
+        original = box.messages.get(message_id)
         if original is None:
             return JSONResponse(
                 graph_error(404, "The specified object was not found in the store."),

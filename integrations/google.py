@@ -30,6 +30,7 @@ from integrations.errors import (
     parse_retry_after,
     status_error,
 )
+from integrations.oauth import TokenEndpoint
 
 OAUTH_PROVIDER = "google-oauth"
 GMAIL_PROVIDER = "gmail"
@@ -103,16 +104,8 @@ def _malformed(provider: str, operation: str) -> ProviderError:
     return TransientProviderError(provider, f"{operation}: malformed response")
 
 
-class GoogleOAuth:
+class GoogleOAuth(TokenEndpoint):
     """Refreshes Google access tokens (form POST to the token endpoint)."""
-
-    def __init__(
-        self, http: httpx.AsyncClient, token_url: str, client_id: str, client_secret: str
-    ) -> None:
-        self._http = http
-        self._token_url = token_url
-        self._client_id = client_id
-        self._client_secret = client_secret
 
     async def refresh(self, refresh_token: str) -> TokenGrant:
         """A new access token; Google normally sends no new refresh token, so the old one stays."""

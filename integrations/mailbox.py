@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.config import Settings
 from core.errors import RESOURCE_NOT_FOUND
+from core.mail import MailMessage
 from integrations.errors import PermanentProviderError
 from integrations.google import GmailClient, GoogleOAuth, build_reply_mime
 from integrations.microsoft import GraphMailClient, MicrosoftOAuth
@@ -37,19 +38,10 @@ class Grant(BaseModel):
     expires_at: datetime
 
 
-class MailboxMessage(BaseModel):
+class MailboxMessage(MailMessage):
     """A message as both providers describe it, with what the auto-draft rule reads."""
 
-    model_config = ConfigDict(frozen=True)
-
-    provider_message_id: str
-    thread_id: str | None
-    subject: str
-    from_address: str | None
-    received_at: datetime | None
-    labels: list[str] = []
     importance: str | None = None  # Graph's low / normal / high
-    snippet: str = ""
 
 
 class MailboxPage(BaseModel):
@@ -189,7 +181,7 @@ class GraphMailbox:
                 provider_message_id=m.id,
                 thread_id=m.conversation_id,
                 subject=m.subject,
-                from_address=m.from_address.lower() if m.from_address else None,
+                from_address=m.from_address,
                 received_at=m.received_at,
                 importance=m.importance,
                 snippet=m.body_preview,

@@ -24,6 +24,7 @@ from integrations.errors import (
     parse_retry_after,
     status_error,
 )
+from integrations.oauth import TokenEndpoint
 
 PROVIDER = "microsoft"
 DEFAULT_SCOPES: tuple[str, ...] = ("offline_access", "Mail.ReadWrite")
@@ -104,7 +105,7 @@ def _transport_error(what: str, exc: httpx.TransportError) -> TransientProviderE
     return TransientProviderError(PROVIDER, f"{what} failed: {type(exc).__name__}")
 
 
-class MicrosoftOAuth:
+class MicrosoftOAuth(TokenEndpoint):
     """Refreshes Microsoft identity platform tokens (v2.0 token endpoint)."""
 
     def __init__(
@@ -115,10 +116,7 @@ class MicrosoftOAuth:
         client_secret: str,
         scopes: tuple[str, ...] = DEFAULT_SCOPES,
     ) -> None:
-        self._http = http
-        self._token_url = token_url
-        self._client_id = client_id
-        self._client_secret = client_secret
+        super().__init__(http, token_url, client_id, client_secret)
         self._scopes = scopes
 
     async def refresh(self, refresh_token: str) -> TokenGrant:

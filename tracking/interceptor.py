@@ -109,22 +109,14 @@ class _ActivityTracking(ActivityInboundInterceptor):
         job_id, queue = info.workflow_id, info.task_queue
         if job_id is None:
             return await super().execute_activity(input)
-        log.info(
-            "job.started",
+        started = Transition(
             job_id=job_id,
             queue=queue,
-            attempt=info.attempt,
-            activity=info.activity_type,
+            state=JobState.ACTIVE,
+            event="started",
+            fields={"attempts": info.attempt, "started_at": now_ms()},
         )
-        await self._tracker.apply(
-            Transition(
-                job_id=job_id,
-                queue=queue,
-                state=JobState.ACTIVE,
-                event="started",
-                fields={"attempts": info.attempt, "started_at": now_ms()},
-            )
-        )
+        await self._record(started, attempt=info.attempt, activity=info.activity_type)
         self._jobs.start(job_id, queue, info.attempt)
         try:
             with activity_tracker(self._tracker):
@@ -133,27 +125,31 @@ class _ActivityTracking(ActivityInboundInterceptor):
             delay = next_retry_delay(exc, info)
             if delay is not None:
                 reason = failure_reason(exc)
-                log.warning(
-                    "job.retrying",
+                retrying = Transition(
                     job_id=job_id,
                     queue=queue,
+                    state=JobState.DELAYED,
+                    event="retrying",
+                    fields={"attempts": info.attempt, "last_error": reason},
+                    due_ms=now_ms() + int(delay.total_seconds() * 1000),
+                )
+                await self._record(
+                    retrying,
                     attempt=info.attempt,
                     retry_in_s=delay.total_seconds(),
                     reason=reason,
                 )
-                await self._tracker.apply(
-                    Transition(
-                        job_id=job_id,
-                        queue=queue,
-                        state=JobState.DELAYED,
-                        event="retrying",
-                        fields={"attempts": info.attempt, "last_error": reason},
-                        due_ms=now_ms() + int(delay.total_seconds() * 1000),
-                    )
-                )
             raise
         finally:
             self._jobs.end(job_id)
+
+    async def _record(self, transition: Transition, **details: Any) -> None:
+        """One lifecycle line in the log and the same change in Redis."""
+        level = log.warning if transition.state is JobState.DELAYED else log.info
+        level(
+            f"job.{transition.event}", job_id=transition.job_id, queue=transition.queue, **details
+        )
+        await self._tracker.apply(transition)
 
 
 def _workflow_now_ms() -> int:
@@ -170,33 +166,24 @@ class _WorkflowTracking(WorkflowInboundInterceptor):
             raise
         except (FailureError, asyncio.CancelledError) as exc:
             # Other exceptions fail only the workflow task, which Temporal retries.
-            if not workflow.unsafe.is_replaying():
-                info = workflow.info()
-                self.outbox.put(
-                    Transition(
-                        job_id=info.workflow_id,
-                        queue=info.task_queue,
-                        state=JobState.FAILED,
-                        event="failed",
-                        fields={
-                            "failed_reason": failure_reason(exc),
-                            "finished_at": _workflow_now_ms(),
-                        },
-                    )
-                )
+            self._finished(JobState.FAILED, {"failed_reason": failure_reason(exc)})
             raise
-        if not workflow.unsafe.is_replaying():
-            info = workflow.info()
-            self.outbox.put(
-                Transition(
-                    job_id=info.workflow_id,
-                    queue=info.task_queue,
-                    state=JobState.COMPLETED,
-                    event="completed",
-                    fields={"progress": 100, "finished_at": _workflow_now_ms()},
-                )
-            )
+        self._finished(JobState.COMPLETED, {"progress": 100})
         return result
+
+    def _finished(self, state: JobState, fields: dict[str, str | int | float]) -> None:
+        if workflow.unsafe.is_replaying():
+            return
+        info = workflow.info()
+        self.outbox.put(
+            Transition(
+                job_id=info.workflow_id,
+                queue=info.task_queue,
+                state=state,
+                event=state.value,
+                fields={**fields, "finished_at": _workflow_now_ms()},
+            )
+        )
 
 
 class JobTrackingInterceptor(Interceptor):

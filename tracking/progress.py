@@ -63,6 +63,12 @@ def _check(percent: int) -> None:
         raise ValueError(f"progress must be within 0..100, got {percent}")
 
 
+def _progress(job_id: str, queue: str, percent: int) -> Transition:
+    return Transition(
+        job_id=job_id, queue=queue, state=None, event="progress", fields={"progress": percent}
+    )
+
+
 async def report_progress(percent: int) -> None:
     """Record a running activity's job progress (0..100) and append a progress event."""
     _check(percent)
@@ -71,15 +77,7 @@ async def report_progress(percent: int) -> None:
     if tracker is None or info.workflow_id is None:
         return
     log.info("job.progress", job_id=info.workflow_id, queue=info.task_queue, progress=percent)
-    await tracker.apply(
-        Transition(
-            job_id=info.workflow_id,
-            queue=info.task_queue,
-            state=None,
-            event="progress",
-            fields={"progress": percent},
-        )
-    )
+    await tracker.apply(_progress(info.workflow_id, info.task_queue, percent))
 
 
 def report_workflow_progress(percent: int) -> None:
@@ -89,12 +87,4 @@ def report_workflow_progress(percent: int) -> None:
     if outbox is None or workflow.unsafe.is_replaying():
         return
     info = workflow.info()
-    outbox.put(
-        Transition(
-            job_id=info.workflow_id,
-            queue=info.task_queue,
-            state=None,
-            event="progress",
-            fields={"progress": percent},
-        )
-    )
+    outbox.put(_progress(info.workflow_id, info.task_queue, percent))

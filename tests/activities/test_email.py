@@ -93,7 +93,10 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     google = google_emulator.GoogleState()
     accounts = EmailAccountStore(sessions, TokenCipher(KEY))
     writer = CountingWriter()
-    async with serve(google_emulator.create_app(google)) as base, httpx.AsyncClient() as http:
+    async with (
+        serve(google_emulator.create_app(google)) as base,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
         mailbox = GmailMailbox(
             GoogleOAuth(
                 http,

@@ -106,3 +106,24 @@ async def test_repeated_puts_skip_the_database(
     # The cached put does not write again (the row keeps what was changed behind its back).
     assert await secrets.put(user, "whsec_hot", needed_for=DAY) == secret_id
     assert (await row(sessionmaker, secret_id)).user_id == "changed-behind"  # type: ignore[union-attr]
+
+
+async def test_housekeeping_purges_expired_keys_and_secrets_in_batches(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    unique_id: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import db.housekeeping
+    from db.dedup import JobKeyStore
+
+    monkeypatch.setattr(db.housekeeping, "BATCH", 2)
+    keys, secrets = JobKeyStore(sessionmaker), store(sessionmaker)
+    user = unique_id("user")
+    for n in range(5):
+        await keys.claim(unique_id("job"), "webhooks", "webhook_delivery", user, -DAY)
+        await secrets.put(user, f"whsec_old_{n}", needed_for=-DAY)
+    kept = await secrets.put(user, "whsec_needed", needed_for=DAY)
+    dedup_keys, job_secrets = await db.housekeeping.purge_once(keys, secrets)
+    assert dedup_keys >= 5 and job_secrets >= 5
+    assert await secrets.get(kept, user_id=user) == "whsec_needed"
+    assert await db.housekeeping.purge_once(keys, secrets) == (0, 0)

@@ -16,6 +16,7 @@ from core.config import Settings
 from emulators import anthropic as anthropic_emulator
 from emulators import google as google_emulator
 from emulators import microsoft as microsoft_emulator
+from emulators.endpoints import email_provider_settings
 from emulators.server import serve
 from emulators.webhook_receiver import WebhookReceiver, new_secret
 from tests.support import terminate_open_jobs
@@ -49,6 +50,8 @@ class Providers:
     microsoft: microsoft_emulator.MicrosoftState
     anthropic: anthropic_emulator.AnthropicState
     settings: Settings
+    # The same configuration as environment variables, for worker processes.
+    env: dict[str, str]
 
     async def mailbox(
         self,
@@ -103,22 +106,15 @@ async def providers(settings: Settings) -> AsyncIterator[Providers]:
         serve(microsoft_emulator.create_app(microsoft)) as microsoft_url,
         serve(anthropic_emulator.create_app(claude)) as anthropic_url,
     ):
-        configured = settings.model_copy(
-            update={
-                "google_oauth_token_url": f"{google_url}/token",
-                "gmail_api_base_url": google_url,
-                "google_client_id": google_emulator.DEFAULT_CLIENT_ID,
-                "google_client_secret": google_emulator.DEFAULT_CLIENT_SECRET,
-                "microsoft_oauth_token_url": microsoft_url + microsoft_emulator.TOKEN_PATH,
-                "graph_api_base_url": microsoft_url + microsoft_emulator.GRAPH_PREFIX,
-                "microsoft_client_id": microsoft_emulator.DEFAULT_CLIENT_ID,
-                "microsoft_client_secret": microsoft_emulator.DEFAULT_CLIENT_SECRET,
-                "anthropic_api_key": API_KEY,
-                "anthropic_base_url": anthropic_url,
-            }
+        endpoints = email_provider_settings(
+            google_url=google_url,
+            microsoft_url=microsoft_url,
+            anthropic_url=anthropic_url,
+            anthropic_key=API_KEY,
         )
+        configured = settings.model_copy(update={k.lower(): v for k, v in endpoints.items()})
         await terminate_open_jobs(settings, "email")
         try:
-            yield Providers(google, microsoft, claude, configured)
+            yield Providers(google, microsoft, claude, configured, endpoints)
         finally:
             await terminate_open_jobs(settings, "email")

@@ -220,15 +220,7 @@ async def test_killed_worker_resumes_from_the_heartbeated_page(
     from tests.support import WorkerProcess, make_queue
 
     settings = providers.settings
-    env = {
-        **session_env,
-        "GOOGLE_OAUTH_TOKEN_URL": settings.google_oauth_token_url,
-        "GMAIL_API_BASE_URL": settings.gmail_api_base_url,
-        "GOOGLE_CLIENT_ID": settings.google_client_id,
-        "GOOGLE_CLIENT_SECRET": settings.google_client_secret,
-        "ANTHROPIC_API_KEY": settings.anthropic_api_key or "",
-        "ANTHROPIC_BASE_URL": settings.anthropic_base_url or "",
-    }
+    env = {**session_env, **providers.env}
     # A short heartbeat timeout so the lost attempt is noticed in seconds, not 30.
     from core.queues import load_catalog
 
@@ -337,26 +329,6 @@ async def test_vip_sender_gets_an_auto_draft(providers: Providers, job_queue: Jo
         providers.google.add_message(address, sender="The Boss <boss@client.example>", subject="hi")
         _, info = await sync(job_queue, user, account_id, "gmail")
         assert (info.result["stored"], info.result["drafts_started"]) == (1, 1)
-
-
-def test_importance_rule():
-    from activities.importance import is_important
-
-    def rule(**changes: Any) -> bool:
-        fields: dict[str, Any] = {
-            "labels": [],
-            "importance": "normal",
-            "subject": "Lunch",
-            "snippet": "see you",
-        }
-        return is_important(**{**fields, **changes})
-
-    assert not rule()
-    assert rule(labels=["IMPORTANT"])
-    assert rule(importance="high")
-    assert rule(subject="Invoice overdue")
-    assert not rule(subject="Invoices2go newsletter")  # whole words only
-    assert rule(sender="VIP@x.example", vip_senders=frozenset({"vip@x.example"}))
 
 
 async def test_unexpected_401_refreshes_once_and_continues(
