@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,9 @@ async def test_each_stored_page_is_heartbeated_with_the_counts(setup: Setup):
     result = await env.run(setup.acts.sync_pages, pages_input(account_id))
     assert (result.fetched, result.stored, result.skipped) == (1200, 1200, 0)
     assert result.page_token is None and result.new_cursor
-    assert [b["fetched"] for b in beats] == [500, 1000, 1200]
+    # A slow run adds automatic beats that repeat the latest details; the counts still rise
+    # page by page.
+    assert [count for count, _ in groupby(b["fetched"] for b in beats)] == [500, 1000, 1200]
     assert beats[-1]["done"] is True and beats[0]["page_token"].startswith("start:")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -50,3 +51,16 @@ async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
         return
     history = await handle.fetch_history()
     (HISTORIES_DIR / f"{name}.json").write_text(history.to_json())
+
+
+def assert_waits(starts: list[datetime], waits: list[float]) -> None:
+    """Each attempt starts its retry wait after the one before it. The skipped clock runs in
+    real time while an attempt runs and its failure is reported, so a gap may exceed the wait
+    by that much, never fall short of it."""
+    gaps = [
+        (later - earlier).total_seconds()
+        for earlier, later in zip(starts, starts[1:], strict=False)
+    ]
+    assert len(gaps) == len(waits)
+    for gap, wait in zip(gaps, waits, strict=True):
+        assert wait - 0.01 <= gap < wait + 0.5, (gaps, waits)
