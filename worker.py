@@ -401,24 +401,39 @@ def _log_uncaught(
     log.critical("worker.uncaught_exception", exc_info=(kind, value, tb))
 
 
-def _limit_malloc_arenas() -> None:
-    """Cap glibc's malloc arenas at two before any thread starts.
+# glibc mallopt() parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+# Allocations above this are mmapped and handed back to the OS when freed.
+_MALLOC_MMAP_BYTES = 128 * 1024
 
-    glibc gives threads their own arenas (up to 8 per core); the SDK's workflow and
-    activity threads then keep tens of MB of freed memory each. Same as MALLOC_ARENA_MAX=2.
+
+def _tune_malloc() -> None:
+    """Keep glibc from holding on to freed memory, before any thread starts.
+
+    glibc gives threads their own arenas (up to 8 per core), and its mmap threshold grows
+    with every large block freed, so the SDK's threads and its transient payload buffers
+    leave tens of MB of freed memory in the heap. Two arenas, and a fixed 128 KiB mmap and
+    trim threshold (as MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072
+    MALLOC_TRIM_THRESHOLD_=131072 would): about 10 MB less peak RSS in the benchmark.
+    Variables set in the environment take precedence.
     """
-    if sys.platform != "linux" or "MALLOC_ARENA_MAX" in os.environ:
+    if sys.platform != "linux":
         return
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return
-    m_arena_max = -8  # from malloc.h
-    libc.mallopt(m_arena_max, 2)
+    for variable, parameter, value in (
+        ("MALLOC_ARENA_MAX", _M_ARENA_MAX, 2),
+        ("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, _MALLOC_MMAP_BYTES),
+        ("MALLOC_TRIM_THRESHOLD_", _M_TRIM_THRESHOLD, _MALLOC_MMAP_BYTES),
+    ):
+        if variable not in os.environ:
+            libc.mallopt(parameter, value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _limit_malloc_arenas()
+    _tune_malloc()
     queues = parse_queues(argv)
     try:
         settings = load_settings()

@@ -23,8 +23,9 @@ from temporalio import activity
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Without a heartbeat timeout, heartbeat now and then so a cancel still arrives.
-_DEFAULT_INTERVAL = timedelta(seconds=5)
+# Without a heartbeat timeout, heartbeat now and then so a cancel still arrives (the SDK
+# sends the first beat at once and throttles the later ones).
+_DEFAULT_INTERVAL = timedelta(seconds=2)
 
 # The latest details of the running activity (one mutable cell per activity attempt).
 _details: contextvars.ContextVar[list[tuple[Any, ...]]] = contextvars.ContextVar(

@@ -53,6 +53,9 @@ class JobQueue(Enqueue, Reads, Stats, Operations, Mailboxes):
         try:
             await ensure_schema(engine, settings.database_url, migrate=settings.db_migrate_on_start)
             client = await temporal.connect(settings)
+            # Jobs carry their owner as a search attribute: a producer that starts before any
+            # worker ever ran must find it registered.
+            await temporal.ensure_search_attributes(client, settings.temporal_namespace)
         except BaseException:
             await engine.dispose()
             raise

@@ -76,7 +76,9 @@ class Settings(BaseSettings):
     token_encryption_key: str | None = None
 
     webhook_allow_private_targets: bool = False
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Timeout of one outbound HTTP request; workflows.policies.HTTP_TIMEOUT (30 s) bounds the
+    # whole attempt, so it must leave room for the rest.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=25)
 
     @field_validator("temporal_address")
     @classmethod

@@ -155,6 +155,8 @@ def configure_logging(
     )
     structlog.configure(
         processors=[
+            # First: a line below the level costs nothing (no redaction, no timestamp).
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

@@ -116,12 +116,20 @@ class _ActivityTracking(ActivityInboundInterceptor):
             event="started",
             fields={"attempts": info.attempt, "started_at": now_ms()},
         )
-        await self._record(started, attempt=info.attempt, activity=info.activity_type)
+        # The Redis write runs beside the activity instead of before it: a round trip less
+        # on every job's path. It is awaited before the attempt ends, so "started" is always
+        # recorded before whatever follows.
+        recording = asyncio.ensure_future(
+            self._record(started, attempt=info.attempt, activity=info.activity_type)
+        )
         self._jobs.start(job_id, queue, info.attempt)
         try:
-            with activity_tracker(self._tracker):
-                return await super().execute_activity(input)
+            with activity_tracker(self._tracker, recording):
+                result = await super().execute_activity(input)
+            await recording
+            return result
         except BaseException as exc:
+            await asyncio.shield(recording)
             delay = next_retry_delay(exc, info)
             if delay is not None:
                 reason = failure_reason(exc)

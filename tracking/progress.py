@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from temporalio import activity, workflow
 
@@ -21,16 +22,17 @@ from tracking.store import JobTracker, Transition
 
 log = get_logger("jobs.lifecycle")
 
-# The tracker of the activity running in this context (set by the tracking interceptor).
-_activity_tracker: contextvars.ContextVar[JobTracker | None] = contextvars.ContextVar(
-    "job_tracker", default=None
+# The tracker of the activity running in this context (set by the tracking interceptor),
+# with the write of its "started" event, which progress must not overtake.
+_activity_tracker: contextvars.ContextVar[tuple[JobTracker, asyncio.Future[Any]] | None] = (
+    contextvars.ContextVar("job_tracker", default=None)
 )
 
 
 @contextlib.contextmanager
-def activity_tracker(tracker: JobTracker) -> Iterator[None]:
+def activity_tracker(tracker: JobTracker, started: asyncio.Future[Any]) -> Iterator[None]:
     """Make ``tracker`` the one report_progress writes to while an activity runs."""
-    token = _activity_tracker.set(tracker)
+    token = _activity_tracker.set((tracker, started))
     try:
         yield
     finally:
@@ -72,10 +74,12 @@ def _progress(job_id: str, queue: str, percent: int) -> Transition:
 async def report_progress(percent: int) -> None:
     """Record a running activity's job progress (0..100) and append a progress event."""
     _check(percent)
-    tracker = _activity_tracker.get()
+    current = _activity_tracker.get()
     info = activity.info()
-    if tracker is None or info.workflow_id is None:
+    if current is None or info.workflow_id is None:
         return
+    tracker, started = current
+    await asyncio.shield(started)
     log.info("job.progress", job_id=info.workflow_id, queue=info.task_queue, progress=percent)
     await tracker.apply(_progress(info.workflow_id, info.task_queue, percent))
 

@@ -110,9 +110,10 @@ async def test_sigkill_mid_job_loses_nothing(
     doomed.proc.send_signal(signal.SIGKILL)
     assert await doomed.wait_exit() == -signal.SIGKILL
     await spawn(workers, session_env, tmp_path)
-    # The heartbeat timeout (5 s) frees the lost attempt; the new worker delivers it.
+    # The attempt's start-to-close timeout (30 s) frees the lost attempt; the new worker
+    # delivers it.
     info = await eventually(
-        job_state(job_queue, job.id), lambda i: i.state is JobState.COMPLETED, timeout=40
+        job_state(job_queue, job.id), lambda i: i.state is JobState.COMPLETED, timeout=60
     )
     assert info.attempts_made == 2
     assert len(receiver.requests(path)) == 2

@@ -107,9 +107,11 @@ class FakeEmail:
         return [self.begin, self.sync, self.finish, self.write, self.place]
 
     def check_presets(self) -> None:
-        """Each activity got a heartbeat timeout exactly when it heartbeats."""
+        """An activity got a heartbeat timeout only if it heartbeats."""
+        assert self.heartbeat_timeouts, "no activity ran"
         for name, timeout in self.heartbeat_timeouts.items():
-            assert (timeout is not None) is heartbeats(REAL[name]), name
+            if timeout is not None:
+                assert heartbeats(REAL[name]), name
 
 
 def sync_job(queue: str, account_id: str, provider: str = "gmail") -> EmailSyncInput:
