@@ -13,8 +13,11 @@ from bench.measure import percentile
 
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
+BUSY_START = "<!-- bench-busy:start -->"
+BUSY_END = "<!-- bench-busy:end -->"
 
 STATS_TARGET_MS = 5.0
+BUSY_STATS_TARGET_MS = 100.0
 RSS_TARGET_MB = 150.0
 
 
@@ -37,6 +40,8 @@ class PhaseResult:
     vm_hwm_mb: float
     rss_ready_mb: float
     worker_start_s: float
+    # Busy mode: CPU the one-core load got during the throughput run (NaN when quiet).
+    burner_cpu_s: float = math.nan
     enqueue_ms: list[float] = field(default_factory=list, repr=False)
     pickup_ms: list[float] = field(default_factory=list, repr=False)
     # The pick-up run: both systems at the same pace, so these CPU figures compare like
@@ -75,6 +80,9 @@ class Results:
     backlog_fill_s: float = math.nan
     backlog_fill_rate: float = math.nan
     backlog_waiting_seen: int = 0
+    # Busy mode: the load's loops per second and share of its core over the whole run.
+    burner_loops_per_s: float = math.nan
+    burner_cpu_share: float = math.nan
 
     def of(self, system: str) -> list[PhaseResult]:
         return [p for p in self.phases if p.system == system]
@@ -237,6 +245,8 @@ def rows(r: Results) -> list[Row]:
         )
     )
 
+    # Our own target on a quiet machine; beside a busy core, the PRD's (NFR-004).
+    stats_target = BUSY_STATS_TARGET_MS if r.plan.get("busy") else STATS_TARGET_MS
     for label, values in (
         ("empty", r.stats_empty_ms),
         (f"{r.backlog_added:,} waiting", r.stats_backlog_ms),
@@ -248,8 +258,8 @@ def rows(r: Results) -> list[Row]:
                 "-",
                 f"{_f(percentile(values, 50), 2)} / {_f(p99, 2)}",
                 "-",
-                f"p99 < {STATS_TARGET_MS:g} ms",
-                _verdict(p99 < STATS_TARGET_MS, p99),
+                f"p99 < {stats_target:g} ms",
+                _verdict(p99 < stats_target, p99),
             )
         )
 
@@ -281,8 +291,8 @@ def _phase_table(r: Results) -> str:
     lines = [
         "| run | jobs | s | jobs/s | enqueue s | enqueue ms p50 / p99 | pick-up ms p50 / p99 "
         "| server CPU-s | worker CPU-s | producer CPU-s | rest CPU-s | RSS ready / peak MB "
-        "| VmHWM MB | worker start s | dup. POSTs |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| VmHWM MB | worker start s | dup. POSTs | load's core share |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in r.phases:
         lines.append(
@@ -293,7 +303,7 @@ def _phase_table(r: Results) -> str:
             f"{_f(p.server_cpu_s)} | {_f(p.worker_cpu_s)} | "
             f"{_f(p.bench_cpu_s)} | {_f(p.other_cpu_s)} | "
             f"{_f(p.rss_ready_mb, 0)} / {_f(p.rss_peak_mb, 0)} | {_f(p.vm_hwm_mb, 0)} | "
-            f"{_f(p.worker_start_s)} | {p.duplicates} |"
+            f"{_f(p.worker_start_s)} | {p.duplicates} | {_f(p.burner_cpu_s / p.seconds, 2)} |"
         )
     return "\n".join(lines)
 
@@ -319,6 +329,15 @@ def _facts(r: Results) -> str:
             f"- backlog: {r.backlog_added:,} jobs added in {_f(r.backlog_fill_s, 0)} s "
             f"({_f(r.backlog_fill_rate, 0)} adds/s, {plan['in_flight']} in flight); "
             f"stats reported {r.backlog_waiting_seen:,} waiting",
+            *(
+                [
+                    f"- busy: bench/burn.py spun on core 0 for the whole run, "
+                    f"{_f(r.burner_loops_per_s / 1e6, 2)} M loops/s, "
+                    f"{_f(r.burner_cpu_share * 100, 0)} % of its core"
+                ]
+                if r.plan.get("busy")
+                else []
+            ),
         ]
     )
 
@@ -347,11 +366,12 @@ Figures from `make bench` (`python -m bench.run`); see bench/run.py for what is 
 """
 
 
-def write_benchmarks_md(path: Path, section: str) -> None:
-    """Replace what lies between the markers, keeping the prose around them."""
+def write_benchmarks_md(path: Path, section: str, *, busy: bool = False) -> None:
+    """Replace what lies between the markers of the mode, keeping the prose around them."""
+    start, end = (BUSY_START, BUSY_END) if busy else (START, END)
     text = path.read_text() if path.exists() else _SKELETON
-    if START not in text or END not in text:
-        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-    replacement = f"{START}\n{section}\n{END}"
+    if start not in text or end not in text:
+        text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    replacement = f"{start}\n{section}\n{end}"
     path.write_text(pattern.sub(lambda _m: replacement, text, count=1))

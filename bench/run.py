@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -96,10 +97,15 @@ class Plan:
     # One unmeasured phase of each system first: the very first jobs on an empty dev server
     # run faster than any later ones, which would favour whichever system went first.
     warm_up: bool = True
+    # A steady CPU-bound load on one core (bench/burn.py) through every phase: the latency
+    # of serial steps stretches on a busy host, and this is where it shows.
+    busy: bool = False
 
 
 FULL = Plan(
-    rounds=2,
+    # Three rounds (ABB AAB): run-to-run spread of one system is up to 10 %, the size of the
+    # targets, so two would leave a verdict to chance.
+    rounds=3,
     throughput_jobs=750,
     in_flight=32,
     pickup_jobs=100,
@@ -110,18 +116,16 @@ FULL = Plan(
     backlog_budget_s=240.0,
     stats_calls=1000,
 )
-QUICK = Plan(
+QUICK = replace(
+    FULL,
     rounds=1,
     throughput_jobs=150,
-    in_flight=32,
     pickup_jobs=30,
-    pickup_interval_s=0.12,
     idle_calls=50,
-    idle_gap_s=0.01,
     backlog_jobs=1000,
-    warm_up=False,
     backlog_budget_s=30.0,
     stats_calls=100,
+    warm_up=False,
 )
 
 
@@ -248,6 +252,11 @@ class Bench:
         self.receiver = WebhookReceiver()
         self.queue: JobQueue | None = None
         self.bare: Client | None = None
+        # Busy mode: the steady one-core load that runs through every phase.
+        self.burner: Child | None = None
+
+    def burner_cpu(self) -> float:
+        return tree_cpu_seconds(self.burner.pid) if self.burner is not None else math.nan
 
     # enqueue functions ---------------------------------------------------------------------
 
@@ -399,6 +408,7 @@ class Bench:
         worker0 = tree_cpu_seconds(worker.pid)
         bench0 = own_cpu_seconds()
         machine0 = machine_busy_seconds()
+        burner0 = self.burner_cpu()
         t0 = time.perf_counter()
         arrived = asyncio.create_task(self.receiver.wait_for_requests(path, n, timeout=600))
         ids, latencies = await self.enqueue_many(enqueue, n, plan.in_flight)
@@ -410,6 +420,7 @@ class Bench:
         worker_cpu = tree_cpu_seconds(worker.pid) - worker0
         bench_cpu = own_cpu_seconds() - bench0
         machine_cpu = machine_busy_seconds() - machine0
+        burner_cpu = self.burner_cpu() - burner0
         distinct = {r.headers.get("webhook-id") for r in requests}
         result = PhaseResult(
             system=system,
@@ -427,6 +438,7 @@ class Bench:
             vm_hwm_mb=0.0,
             rss_ready_mb=0.0,
             worker_start_s=0.0,
+            burner_cpu_s=burner_cpu,
         )
         return result, latencies
 
@@ -554,6 +566,16 @@ class Bench:
         plan = self.plan
         settings = load_settings(dict(self.env))
         await self.receiver.start()
+        if plan.busy:
+            report = self.tmp / "burner.txt"
+            self.burner = Child(
+                "burner",
+                [sys.executable, "-m", "bench.burn", "--core", "0", "--report", str(report)],
+                dict(os.environ),
+                self.tmp / "burner.log",
+            )
+            self.children.append(self.burner)
+            self.burner.start()
         try:
             self.queue = await JobQueue.connect(settings)
             self.bare = await Client.connect(self.server.address, namespace="default")
@@ -610,6 +632,11 @@ class Bench:
             results.backlog_waiting_seen = int(stats[WEBHOOKS]["waiting"])
             await self.queue.resume_queue(WEBHOOKS)
         finally:
+            if self.burner is not None:
+                await asyncio.to_thread(self.burner.stop)
+                loops, seconds, cpu = (self.tmp / "burner.txt").read_text().split()
+                results.burner_loops_per_s = int(loops) / float(seconds)
+                results.burner_cpu_share = float(cpu) / float(seconds)
             if self.queue is not None:
                 await self.queue.close()
             await self.receiver.stop()
@@ -619,31 +646,10 @@ def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a much smaller run (~1 minute)")
-    parser.add_argument(
-        "--write", action="store_true", help="write BENCHMARKS.md even with --quick"
-    )
-    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
-    parser.add_argument(
-        "--rounds", type=int, help="bare/ours rounds (ABBA...); default 2 (1 with --quick)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
-    parser.add_argument("--json", type=Path, help="also write the raw results to this file")
-    opts = parser.parse_args(argv)
-    plan = QUICK if opts.quick else FULL
-    if opts.rounds is not None:
-        plan = replace(plan, rounds=max(1, opts.rounds))
-    configure_logging(json_logs=False, level="WARNING")
-    # Ctrl-C and SIGTERM both end the run cleanly (asyncio.run turns SIGINT into a cancel of
-    # the main task; SIGTERM raises KeyboardInterrupt outside the loop). SIGINT is set
-    # explicitly because a shell's background job starts with it ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-
+def run_mode(plan: Plan, opts: argparse.Namespace) -> Results | None:
+    """One whole benchmark (its own dev server, database and keys); None if interrupted."""
     results = Results(
-        mode="quick" if opts.quick else "full",
+        mode=("quick" if opts.quick else "full") + (", busy" if plan.busy else ""),
         plan=asdict(plan),
         machine=machine_facts(temporal_cli_path()),
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -664,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
         results.server_db = (
             f"SQLite file {db_file.name} in a temp dir, journal_mode=wal, synchronous=normal"
         )
-        log(f"dev server on {server.address} ({db_file})")
+        log(f"{results.mode}: dev server on {server.address} ({db_file})")
         server.start()
         env = product_env(server.address, db_url, prefix)
         bench = Bench(plan, server, env, tmp, children)
@@ -673,16 +679,53 @@ def main(argv: list[str] | None = None) -> int:
         results.load_after = os.getloadavg()
     except (KeyboardInterrupt, asyncio.CancelledError):
         log("interrupted; cleaning up")
-        return 130
+        return None
     finally:
         clean_up(children, server, db_name, prefix, tmp, keep=opts.keep)
+    return results
 
-    print(render_table(results))
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a much smaller run (~1 minute)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--busy", action="store_true", help="only the run beside a busy core")
+    which.add_argument("--quiet", action="store_true", help="only the run on a quiet machine")
+    parser.add_argument(
+        "--write", action="store_true", help="write BENCHMARKS.md even with --quick"
+    )
+    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    parser.add_argument(
+        "--rounds", type=int, help="bare/ours rounds (ABBA...); default 3 (1 with --quick)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
+    parser.add_argument("--json", type=Path, help="also write the raw results to this file")
+    opts = parser.parse_args(argv)
+    plan = QUICK if opts.quick else FULL
+    if opts.rounds is not None:
+        plan = replace(plan, rounds=max(1, opts.rounds))
+    # A full run measures both modes; --quick only the quiet one unless asked for busy.
+    modes = [True] if opts.busy else [False] if opts.quiet or opts.quick else [False, True]
+    configure_logging(json_logs=False, level="WARNING")
+    # Ctrl-C and SIGTERM both end the run cleanly (asyncio.run turns SIGINT into a cancel of
+    # the main task; SIGTERM raises KeyboardInterrupt outside the loop). SIGINT is set
+    # explicitly because a shell's background job starts with it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    runs: list[Results] = []
+    for busy in modes:
+        results = run_mode(replace(plan, busy=busy), opts)
+        if results is None:
+            return 130
+        print(render_table(results))
+        runs.append(results)
     if opts.json is not None:
-        opts.json.write_text(json.dumps(results.to_json(), indent=2))
+        opts.json.write_text(json.dumps([r.to_json() for r in runs], indent=2))
     if not opts.no_write and (not opts.quick or opts.write):
         path = PROJECT_ROOT / "BENCHMARKS.md"
-        write_benchmarks_md(path, render_markdown(results))
+        for results in runs:
+            write_benchmarks_md(path, render_markdown(results), busy=bool(results.plan["busy"]))
         log(f"wrote {path}")
     return 0
 
