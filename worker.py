@@ -458,6 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.warning("worker.queue_skipped", queue=queue.value, reason="no job type implemented")
     try:
         return asyncio.run(run(runnable, settings))
+    except ConfigError as exc:  # a setting only a queue's activities read (their builder)
+        print(f"worker: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (SchemaNotReady, DatabaseUnavailable) as exc:
         log.error("worker.start_failed", error=str(exc))
         print(f"worker: {exc}", file=sys.stderr)

@@ -88,6 +88,9 @@ retry_job = _on_shared_queue(JobQueue.retry_job)
 remove_job = _on_shared_queue(JobQueue.remove_job)
 connect_email_account = _on_shared_queue(JobQueue.connect_email_account)
 set_vip_senders = _on_shared_queue(JobQueue.set_vip_senders)
+get_campaign_stats = _on_shared_queue(JobQueue.get_campaign_stats)
+get_call = _on_shared_queue(JobQueue.get_call)
+get_enrichment_results = _on_shared_queue(JobQueue.get_enrichment_results)
 
 
 class AddTypedJob(Protocol[DataT_contra]):

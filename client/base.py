@@ -18,7 +18,10 @@ from core.jobs import JobType
 from core.queues import QueueName, QueueSpec
 from db.dedup import JobKeyStore
 from db.email import EmailAccountStore
+from db.enrichment import EnrichmentStore
+from db.job_inputs import JobInputStore
 from db.secrets import SecretStore
+from db.voice import CallStore
 from tracking.store import JobState, JobTracker
 
 
@@ -64,6 +67,9 @@ class QueueBase:
         catalog: Mapping[QueueName, QueueSpec],
         accounts: EmailAccountStore | None = None,
         secrets: SecretStore | None = None,
+        calls: CallStore | None = None,
+        inputs: JobInputStore | None = None,
+        enrichment: EnrichmentStore | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -72,6 +78,9 @@ class QueueBase:
         self.job_keys = job_keys
         self.accounts = accounts
         self.secrets = secrets
+        self.calls = calls
+        self.inputs = inputs
+        self.enrichment = enrichment
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     @staticmethod

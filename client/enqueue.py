@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.common import (
     Priority,
     SearchAttributePair,
@@ -87,9 +88,11 @@ def coerce_data(job_type: JobType, data: JobData | Mapping[str, Any]) -> JobData
 
 
 def secret_problems(data: JobData) -> dict[str, str]:
-    """A producer gives each secret field, and never the id the system stores it under."""
+    """A producer gives each secret field and stored list, and never the id or count the
+    system replaces it with."""
     problems: dict[str, str] = {}
-    for field, ref in type(data).secret_fields.items():
+    kind = type(data)
+    for field, ref in {**kind.secret_fields, **kind.stored_lists}.items():
         if getattr(data, ref) is not None:
             problems[ref] = f"is set by the system; give {field}"
         if getattr(data, field) is None:
@@ -165,10 +168,10 @@ class Enqueue(QueueBase):
             if not claim.claimed:
                 log.info("job.deduplicated", job_id=job_id, queue=queue.value, type=kind_type.value)
                 return Job(job_id, queue.value, kind_type, deduplicated=True)
+        needed_for = start_delay + 2 * spec.keep_failed_for + timedelta(days=1)
         try:
-            parsed = await self._stash_secrets(
-                parsed, user_id, start_delay + 2 * spec.keep_failed_for + timedelta(days=1)
-            )
+            parsed = await self._stash_secrets(parsed, user_id, needed_for)
+            parsed = await self._store_lists(parsed, job_id, user_id, needed_for)
         except BaseException:
             if explicit_id and self.job_keys is not None:
                 await self.job_keys.release(job_id)
@@ -225,6 +228,9 @@ class Enqueue(QueueBase):
                     await self.tracker.remove(job_id, queue.value)
             if explicit_id and self.job_keys is not None:
                 await self.job_keys.release(job_id)
+            if type(parsed).stored_lists and self.inputs is not None:
+                with contextlib.suppress(SQLAlchemyError, OSError):
+                    await self.inputs.remove(job_id)
             raise
         if recording is not None:
             await recording
@@ -251,5 +257,24 @@ class Enqueue(QueueBase):
         for field, ref in fields.items():
             value = getattr(data, field)
             update[ref] = await self.secrets.put(user_id or "", value, needed_for=needed_for)
+            update[field] = None
+        return data.model_copy(update=update)
+
+    async def _store_lists(
+        self, data: JobData, job_id: str, user_id: str | None, needed_for: timedelta
+    ) -> JobData:
+        """The data with each stored list written to the database and replaced by its count
+        (db/job_inputs.py), so the job's input does not grow with the list."""
+        fields = type(data).stored_lists
+        if not fields:
+            return data
+        if self.inputs is None:
+            raise RuntimeError("this JobQueue has no database for job inputs")
+        update: dict[str, Any] = {}
+        for field, count_field in fields.items():
+            items = [item.model_dump(mode="json") for item in getattr(data, field)]
+            update[count_field] = await self.inputs.put(
+                job_id, field, user_id or "", items, needed_for=needed_for
+            )
             update[field] = None
         return data.model_copy(update=update)

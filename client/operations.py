@@ -182,4 +182,6 @@ class Operations(QueueBase):
             await self.tracker.remove(job_id, queue)
         if self.job_keys is not None:
             await self.job_keys.release(job_id)
+        if self.inputs is not None:
+            await self.inputs.remove(job_id)
         log.info("job.removed", job_id=job_id, queue=queue)

@@ -3,7 +3,7 @@
 A job is a workflow execution whose id is the job id; its queue is the task queue of the
 same name. Redis holds the job records and statistics for fast reads; Temporal stays the
 source of truth and answers when Redis cannot. Each part of the API has its own module:
-``enqueue``, ``reads``, ``stats``, ``operations`` and ``mailboxes``.
+``enqueue``, ``reads``, ``stats``, ``operations``, ``mailboxes``, ``calls`` and ``enrichment``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from collections.abc import Mapping
 
 from redis.exceptions import RedisError
 
+from client.calls import Calls
 from client.enqueue import Enqueue
+from client.enrichment import Enrichment
 from client.mailboxes import Mailboxes
 from client.operations import Operations
 from client.reads import Reads
@@ -24,15 +26,18 @@ from core.logging import get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
 from db.dedup import JobKeyStore
 from db.email import EmailAccountStore
+from db.enrichment import EnrichmentStore
+from db.job_inputs import JobInputStore
 from db.schema import ensure_schema
 from db.secrets import SecretStore
 from db.session import create_engine, create_sessionmaker
+from db.voice import CallStore
 from tracking.store import JobTracker, connect_redis
 
 log = get_logger("jobs.client")
 
 
-class JobQueue(Enqueue, Reads, Stats, Operations, Mailboxes):
+class JobQueue(Enqueue, Reads, Stats, Operations, Mailboxes, Calls, Enrichment):
     """All queue operations; module-level functions (``client.api``) use one shared instance."""
 
     @classmethod
@@ -62,14 +67,18 @@ class JobQueue(Enqueue, Reads, Stats, Operations, Mailboxes):
         redis = connect_redis(settings)
         sessions = create_sessionmaker(engine)
         at_rest = token_key(settings)
+        cipher = TokenCipher(at_rest)
         queue = cls(
             client,
             settings,
             tracker=JobTracker(redis, catalog, settings.redis_key_prefix),
             job_keys=JobKeyStore(sessions),
             catalog=catalog,
-            accounts=EmailAccountStore(sessions, TokenCipher(at_rest)),
-            secrets=SecretStore(sessions, TokenCipher(at_rest), at_rest),
+            accounts=EmailAccountStore(sessions, cipher),
+            secrets=SecretStore(sessions, cipher, at_rest),
+            calls=CallStore(sessions, cipher),
+            inputs=JobInputStore(sessions),
+            enrichment=EnrichmentStore(sessions),
         )
         queue._closers = [redis.aclose, engine.dispose]
         return queue

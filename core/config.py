@@ -6,6 +6,7 @@ an error that names the variable and the rule it broke.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -75,10 +76,47 @@ class Settings(BaseSettings):
     # Key for OAuth tokens at rest (base64 of 32 bytes); generated under var/ outside production.
     token_encryption_key: str | None = None
 
+    # Vapi voice calls (providers.md 4); the emulator stands in locally.
+    vapi_api_base_url: str = "https://api.vapi.ai"
+    vapi_api_key: str = ""
+    vapi_phone_number_id: str = ""
+    # The assistant of calls whose job names none.
+    vapi_assistant_id: str = ""
+    # Shared secret Vapi sends with each server message (X-Vapi-Secret); messages without it
+    # are refused.
+    vapi_server_secret: str = ""
+    vapi_timeout_seconds: float = Field(default=15.0, gt=0, le=25)
+    # Calls in flight at once across every worker (FR-041), held in the database.
+    voice_max_calls_in_flight: int = Field(default=3, ge=1, le=100)
+    # Where `python -m api` listens (Vapi's server URL points at /v1/providers/vapi/messages).
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+
+    # Apify lead enrichment (providers.md 6); the emulator stands in locally.
+    apify_api_base_url: str = "https://api.apify.com"
+    apify_token: str = ""
+    apify_enrichment_actor_id: str = ""
+    # JSON object of our field -> dotted path in the actor's items, merged over the defaults
+    # (integrations.apify.DEFAULT_FIELD_MAPPING).
+    apify_field_mapping: str = ""
+
     webhook_allow_private_targets: bool = False
     # Timeout of one outbound HTTP request; workflows.policies.HTTP_TIMEOUT (30 s) bounds the
     # whole attempt, so it must leave room for the rest.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=25)
+
+    @field_validator("apify_field_mapping")
+    @classmethod
+    def _field_mapping(cls, value: str) -> str:
+        # The field names are checked against the schema when the worker builds its client.
+        if value.strip():
+            try:
+                parsed = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"not JSON: {exc}") from None
+            if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+                raise ValueError("must be a JSON object of field -> dotted path")
+        return value
 
     @field_validator("temporal_address")
     @classmethod

@@ -90,6 +90,12 @@ REAUTH_REQUIRED = "ReauthRequired"  # the user must connect the account again
 PERMISSION_DENIED = "PermissionDenied"
 REQUEST_REJECTED = "RequestRejected"
 SPEND_LIMIT_REACHED = "SpendLimitReached"  # until someone raises the limit
+# A call request that may have reached the provider with no answer recorded: placing the
+# call again could ring the customer twice, so the job stops and says so.
+CALL_PLACEMENT_UNKNOWN = "CallPlacementUnknown"
+# The call was placed and failed to connect (a carrier or provider fault): the job's next
+# attempt places a new call.
+CALL_FAILED = "CallFailed"
 # Transient: retried with the queue's backoff (Retry-After honoured).
 RATE_LIMITED = "RateLimited"
 PROVIDER_UNAVAILABLE = "ProviderUnavailable"
@@ -106,6 +112,7 @@ NON_RETRYABLE_ERROR_TYPES: tuple[str, ...] = (
     PERMISSION_DENIED,
     REQUEST_REJECTED,
     SPEND_LIMIT_REACHED,
+    CALL_PLACEMENT_UNKNOWN,
 )
 
 

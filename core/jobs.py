@@ -61,6 +61,9 @@ class JobData(BaseModel):
     # The producer gives the secret; the client stores it and the job carries only the id,
     # so no secret enters workflow history. Secret fields are never serialised.
     secret_fields: ClassVar[dict[str, str]] = {}
+    # List fields of any length, each with the field that carries its count instead: the
+    # client stores the items (db/job_inputs.py) and the job's input stays small.
+    stored_lists: ClassVar[dict[str, str]] = {}
 
 
 class EmailSyncJobData(JobData):
@@ -93,9 +96,32 @@ class EmailDraftJobData(JobData):
 class VoiceCallJobData(JobData):
     user_id: NonEmptyId
     call_id: NonEmptyId
-    phone_number: Annotated[E164Phone, Field(description="E.164, e.g. +14155550123")]
+    # Personal data: stored encrypted like a secret, so history carries only phone_number_id.
+    phone_number: Annotated[
+        E164Phone | None, Field(description="E.164, e.g. +14155550123", repr=False, exclude=True)
+    ] = None
+    phone_number_id: str | None = None
+    # Without one, VAPI_ASSISTANT_ID names the assistant.
     assistant_id: NonEmptyId | None = None
+    # Handed to the assistant (assistantOverrides.metadata); campaign_id or campaignId names
+    # the campaign whose statistics the call counts in.
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    secret_fields: ClassVar[dict[str, str]] = {"phone_number": "phone_number_id"}
+
+    @field_validator("metadata")
+    @classmethod
+    def _campaign_id_is_text(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in ("campaign_id", "campaignId"):
+            campaign = value.get(key)
+            if campaign is not None and (not isinstance(campaign, str) or not campaign.strip()):
+                raise ValueError(f"{key} must be a non-empty string")
+        return value
+
+    @property
+    def campaign_id(self) -> str | None:
+        campaign = self.metadata.get("campaign_id", self.metadata.get("campaignId"))
+        return str(campaign).strip() if campaign is not None else None
 
 
 class Lead(JobData):
@@ -107,8 +133,12 @@ class Lead(JobData):
 
 class LeadEnrichmentJobData(JobData):
     user_id: NonEmptyId
-    leads: Annotated[list[Lead], Field(min_length=1)]
+    # Any number: add_job stores them (db/job_inputs.py) and the job carries lead_count.
+    leads: Annotated[list[Lead] | None, Field(min_length=1, repr=False, exclude=True)] = None
+    lead_count: int | None = None
     batch_size: Annotated[int, Field(ge=1, le=100)] = 5
+
+    stored_lists: ClassVar[dict[str, str]] = {"leads": "lead_count"}
 
 
 class WorkflowExecutionJobData(JobData):

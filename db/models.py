@@ -1,5 +1,6 @@
 """Tables: webhook delivery log and attempts, job-id deduplication keys, job secrets,
-connected mailboxes, synced messages, email sync history and AI drafts.
+connected mailboxes, synced messages, email sync history and AI drafts, voice calls and
+their campaigns, and the concurrency slots shared by every worker.
 
 A webhook delivery row holds only what is safe to show a user; the signing secret lives
 encrypted in job_secrets.
@@ -32,6 +33,14 @@ DeliveryStatus = Literal["pending", "delivered", "failed"]
 AttemptOutcome = Literal["delivered", "retry", "failed"]
 DELIVERY_STATUSES: tuple[str, ...] = get_args(DeliveryStatus)
 ATTEMPT_OUTCOMES: tuple[str, ...] = get_args(AttemptOutcome)
+# queued: waiting for a slot or its next attempt; dialing: the create request is on its way;
+# then Vapi's own statuses until ended.
+CallStatus = Literal["queued", "dialing", "ringing", "in-progress", "forwarding", "ended"]
+CallOutcome = Literal["completed", "failed", "no_answer", "busy", "voicemail", "timeout"]
+CALL_STATUSES: tuple[str, ...] = get_args(CallStatus)
+CALL_OUTCOMES: tuple[str, ...] = get_args(CallOutcome)
+EnrichmentStatus = Literal["enriched", "failed", "skipped"]
+ENRICHMENT_STATUSES: tuple[str, ...] = get_args(EnrichmentStatus)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -241,3 +250,122 @@ class JobSecret(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # No job can need it after this (start delay + run + the time it can be retried by hand).
     needed_until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class VoiceCall(Base):
+    """One VOICE_CALL job's call (the producer's call id), its latest attempt and outcome.
+
+    The phone number is stored encrypted, bound to the call id. ``counted_at`` is set in the
+    transaction that adds the call to its campaign's statistics, so it is counted once.
+    """
+
+    __tablename__ = "voice_calls"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", CALL_STATUSES), name="status"),
+        CheckConstraint(f"outcome IS NULL OR {_one_of('outcome', CALL_OUTCOMES)}", name="outcome"),
+    )
+
+    call_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    job_id: Mapped[str] = mapped_column(String(255))
+    campaign_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    phone_number_ciphertext: Mapped[str] = mapped_column(Text)
+    assistant_id: Mapped[str] = mapped_column(String(255))
+    # The attempt of the job that placed (or is placing) the current Vapi call.
+    attempt: Mapped[int] = mapped_column(Integer)
+    vapi_call_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    ended_reason: Mapped[str | None] = mapped_column(String(255))
+    transcript: Mapped[str | None] = mapped_column(Text)
+    recording_url: Mapped[str | None] = mapped_column(Text)
+    # Money in millionths of a dollar and time in milliseconds, so sums are exact.
+    cost_micros: Mapped[int | None] = mapped_column(BigInteger)
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    counted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class VoiceCampaign(Base):
+    """Aggregate statistics of a campaign's calls (FR-056), one change per call."""
+
+    __tablename__ = "voice_campaigns"
+
+    campaign_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    calls_made: Mapped[int] = mapped_column(Integer, default=0)
+    calls_successful: Mapped[int] = mapped_column(Integer, default=0)
+    calls_failed: Mapped[int] = mapped_column(Integer, default=0)
+    no_answer: Mapped[int] = mapped_column(Integer, default=0)
+    busy: Mapped[int] = mapped_column(Integer, default=0)
+    voicemail: Mapped[int] = mapped_column(Integer, default=0)
+    total_duration_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConcurrencySlot(Base):
+    """One of a pool's slots (db/slots.py): free when ``holder`` is NULL or its lease ended."""
+
+    __tablename__ = "concurrency_slots"
+
+    pool: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(255))
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ConcurrencyWaiter(Base):
+    """A holder (a job id) waiting for a slot of a pool, woken when one is given back."""
+
+    __tablename__ = "concurrency_waiters"
+    __table_args__ = (Index("ix_concurrency_waiters_pool_since", "pool", "since"),)
+
+    pool: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255), primary_key=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Refreshed by every ask; a waiter that stopped asking is dropped.
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JobInput(Base):
+    """A large list input of a job (lead enrichment's leads), stored by the client when the
+    job is added so the job carries only its count (db/job_inputs.py)."""
+
+    __tablename__ = "job_inputs"
+    __table_args__ = (Index("ix_job_inputs_needed_until", "needed_until"),)
+
+    job_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    field: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    needed_until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JobInputItem(Base):
+    __tablename__ = "job_input_items"
+
+    job_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    field: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class EnrichmentResult(Base):
+    """One lead's outcome in a LEAD_ENRICHMENT job, by its position in the job's leads."""
+
+    __tablename__ = "enrichment_results"
+    __table_args__ = (CheckConstraint(_one_of("status", ENRICHMENT_STATUSES), name="status"),)
+
+    job_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lead_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from datetime import UTC, datetime, timedelta
 
 from client.queue import JobQueue
 from core.config import load_settings
-from core.logging import configure_logging, exit_process
+from core.logging import exit_process
+from devtools.demo_support import demo_main, stop_on_signals, wait_finished
 from emulators import anthropic as anthropic_emulator
 from emulators import google as google_emulator
 from emulators import microsoft as microsoft_emulator
 from emulators.endpoints import email_provider_settings
 from emulators.server import serve
-from tracking.store import JobState
 
 GOOGLE_PORT, MICROSOFT_PORT, ANTHROPIC_PORT = 8301, 8302, 8303
 DEMO_API_KEY = "sk-ant-demo-emulator"
@@ -40,12 +39,9 @@ def demo_environment() -> dict[str, str]:
 
 
 async def _follow(queue: JobQueue, job_id: str, provider: str) -> None:
-    for _ in range(600):
-        info = await queue.get_job(job_id)
-        if info.state in (JobState.COMPLETED, JobState.FAILED):
-            print(f"demo {provider} sync {info.state.value}: {info.result or info.failure_reason}")
-            return
-        await asyncio.sleep(0.5)
+    info = await wait_finished(queue, job_id)
+    if info is not None:
+        print(f"demo {provider} sync {info.state.value}: {info.result or info.failure_reason}")
 
 
 async def run_demo() -> None:
@@ -56,10 +52,7 @@ async def run_demo() -> None:
         DEMO_ADDRESS, 200, start=datetime.now(UTC) - timedelta(days=2), high_importance_every=50
     )
     claude = anthropic_emulator.AnthropicState(api_keys={DEMO_API_KEY})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     async with (
         serve(google_emulator.create_app(google), port=GOOGLE_PORT),
         serve(microsoft_emulator.create_app(microsoft), port=MICROSOFT_PORT),
@@ -99,12 +92,5 @@ async def run_demo() -> None:
                 await queue.close()
 
 
-def main() -> int:
-    settings = load_settings()
-    configure_logging(json_logs=settings.is_production, level=settings.log_level)
-    asyncio.run(run_demo())
-    return 0
-
-
 if __name__ == "__main__":
-    exit_process(main())
+    exit_process(demo_main(run_demo))

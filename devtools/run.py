@@ -2,8 +2,9 @@
 
 Starts, in order: database migrations, the Temporal dev server (persisted under var/, Web
 UI on :8233) unless TEMPORAL_ADDRESS already answers, a loopback webhook receiver for the
-demo, and ``worker.py --all``. Ctrl-C (or SIGTERM) stops the workers gracefully first, then
-the rest.
+demo, the HTTP API (``python -m api``, :8000), the email, voice and enrichment demos (emulated
+providers, when no real ones are configured), and ``worker.py --all``. Ctrl-C (or SIGTERM)
+stops the workers gracefully first, then the rest.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 
 from core.config import VAR_DIR, load_settings
 from core.crypto import local_key_file
+from devtools import email_demo, enrichment_demo, voice_demo
 from devtools.devserver import DevServer
-from devtools.email_demo import demo_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECEIVER_PORT = 8299
@@ -52,12 +53,22 @@ def main() -> int:
         # The demo receiver listens on loopback, which the SSRF guard refuses by default.
         env.setdefault("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
         local_key_file("payload.key")  # one key for every process of this machine
-    email_demo = env.get("APP_ENV", "development") != "production" and not any(
+    email_demo_on = env.get("APP_ENV", "development") != "production" and not any(
         name in env for name in ("GMAIL_API_BASE_URL", "GRAPH_API_BASE_URL", "ANTHROPIC_API_KEY")
     )
-    if email_demo:
+    if email_demo_on:
         # No real providers configured: point the workers at the loopback demo emulators.
-        env.update(demo_environment())
+        env.update(email_demo.demo_environment())
+    voice_demo_on = env.get("APP_ENV", "development") != "production" and (
+        "VAPI_API_BASE_URL" not in env
+    )
+    if voice_demo_on:
+        env.update(voice_demo.demo_environment())
+    enrichment_demo_on = env.get("APP_ENV", "development") != "production" and (
+        "APIFY_API_BASE_URL" not in env
+    )
+    if enrichment_demo_on:
+        env.update(enrichment_demo.demo_environment())
     settings = load_settings(env)
     python = sys.executable
 
@@ -93,11 +104,30 @@ def main() -> int:
         cwd=PROJECT_ROOT,
     )
     services.append(("demo webhook receiver", receiver))
-    if email_demo:
+    api = subprocess.Popen([python, "-m", "api"], env=env, cwd=PROJECT_ROOT)
+    services.append(("HTTP API", api))
+    print(f"HTTP API on http://{settings.api_host}:{settings.api_port}")
+    if email_demo_on:
         services.append(
             (
                 "email emulators",
                 subprocess.Popen([python, "-m", "devtools.email_demo"], env=env, cwd=PROJECT_ROOT),
+            )
+        )
+    if voice_demo_on:
+        services.append(
+            (
+                "voice emulator",
+                subprocess.Popen([python, "-m", "devtools.voice_demo"], env=env, cwd=PROJECT_ROOT),
+            )
+        )
+    if enrichment_demo_on:
+        services.append(
+            (
+                "enrichment emulator",
+                subprocess.Popen(
+                    [python, "-m", "devtools.enrichment_demo"], env=env, cwd=PROJECT_ROOT
+                ),
             )
         )
     workers = subprocess.Popen([python, "worker.py", "--all"], env=env, cwd=PROJECT_ROOT)

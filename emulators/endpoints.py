@@ -1,10 +1,10 @@
-"""The settings that point the email jobs at running emulators of Google, Microsoft and
-Anthropic (``make run``'s demo, the end-to-end tests, the benchmarks): environment
+"""The settings that point the jobs at running emulators of Google, Microsoft, Anthropic,
+Vapi and Apify (``make run``'s demo, the end-to-end tests, the benchmarks): environment
 variable -> value, for emulators serving at the given base URLs."""
 
 from __future__ import annotations
 
-from emulators import google, microsoft
+from emulators import apify, google, microsoft, vapi
 
 
 def google_settings(url: str) -> dict[str, str]:
@@ -33,4 +33,22 @@ def email_provider_settings(
         **microsoft_settings(microsoft_url),
         "ANTHROPIC_API_KEY": anthropic_key,
         "ANTHROPIC_BASE_URL": anthropic_url,
+    }
+
+
+def vapi_settings(url: str, *, server_secret: str = vapi.DEFAULT_SERVER_SECRET) -> dict[str, str]:
+    return {
+        "VAPI_API_BASE_URL": url,
+        "VAPI_API_KEY": vapi.DEFAULT_API_KEY,
+        "VAPI_PHONE_NUMBER_ID": vapi.DEFAULT_PHONE_NUMBER_ID,
+        "VAPI_ASSISTANT_ID": vapi.DEFAULT_ASSISTANT_ID,
+        "VAPI_SERVER_SECRET": server_secret,
+    }
+
+
+def apify_settings(url: str) -> dict[str, str]:
+    return {
+        "APIFY_API_BASE_URL": url,
+        "APIFY_TOKEN": apify.DEFAULT_TOKEN,
+        "APIFY_ENRICHMENT_ACTOR_ID": apify.DEFAULT_ACTOR_ID,
     }

@@ -12,7 +12,7 @@ import socket
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -25,11 +25,14 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any, *, port: int = 0) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1 (a free port unless given) and yield its base URL."""
+async def serve(
+    app: Any, *, port: int = 0, lifespan: Literal["on", "off"] = "off"
+) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 (a free port unless given) and yield its base URL; apps
+    with start-up work of their own (the HTTP API) pass ``lifespan="on"``."""
     port = port or _free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, access_log=False
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
 
 from core.errors import (
     AUTHENTICATION_FAILED,
@@ -75,6 +78,33 @@ class TransientProviderError(ProviderError):
     error_type = PROVIDER_UNAVAILABLE
 
 
+class ConnectFailed(TransientProviderError):
+    """No connection to the provider: the request never left, so it did nothing."""
+
+
+def request_was_refused(exc: ProviderError) -> bool:
+    """Whether the provider certainly did not act on the request: it answered with an error
+    status, or no connection was made. A timeout leaves it unknown."""
+    return exc.status_code is not None or isinstance(exc, ConnectFailed)
+
+
+async def send(
+    http: httpx.AsyncClient, provider: str, operation: str, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """One request; transport failures become transient errors that name only the operation
+    (never the URL's query, the headers or the body)."""
+    try:
+        return await http.request(method, url, **kwargs)
+    except httpx.TimeoutException:
+        raise TransientProviderError(provider, f"{operation} timed out") from None
+    except httpx.ConnectError as exc:
+        raise ConnectFailed(provider, f"{operation} failed: {type(exc).__name__}") from None
+    except httpx.TransportError as exc:
+        raise TransientProviderError(
+            provider, f"{operation} failed: {type(exc).__name__}"
+        ) from None
+
+
 class PermanentProviderError(ProviderError):
     """Retrying cannot help: bad request, missing resource, no permission."""
 
@@ -131,11 +161,14 @@ __all__ = [
     "REQUEST_REJECTED",
     "RESOURCE_NOT_FOUND",
     "SPEND_LIMIT_REACHED",
+    "ConnectFailed",
     "CursorExpired",
     "PermanentProviderError",
     "ProviderError",
     "ReauthRequired",
     "TransientProviderError",
     "parse_retry_after",
+    "request_was_refused",
+    "send",
     "status_error",
 ]

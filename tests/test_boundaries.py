@@ -30,7 +30,9 @@ def test_importing_client_loads_no_worker_code() -> None:
     assert worker_side == set()
 
 
-@pytest.mark.parametrize("module", ["webhooks", "google", "microsoft", "drafting", "errors"])
+@pytest.mark.parametrize(
+    "module", ["webhooks", "google", "microsoft", "drafting", "errors", "vapi", "apify"]
+)
 def test_integrations_do_not_import_temporal(module: str) -> None:
     loaded = imported_after(f"import integrations.{module}")
     assert {m for m in loaded if m.startswith("temporalio")} == set()

@@ -75,23 +75,31 @@ def test_schema_behind_with_migrate_on_start_off_names_the_command(tmp_path: Pat
     assert "worker.ready" not in done.stderr
 
 
+SERVED = "email, voice, enrichment, webhooks"
+
+
 def test_queue_without_job_types_is_nothing_to_run(tmp_path: Path):
-    done = run_worker("--task-queue", "voice", DATABASE_URL=f"sqlite:///{tmp_path / 'j.db'}")
+    done = run_worker("--task-queue", "seo", DATABASE_URL=f"sqlite:///{tmp_path / 'j.db'}")
     assert done.returncode == 4
-    assert "voice" in done.stderr and "queues with job types: email, webhooks" in done.stderr
+    assert "seo" in done.stderr and f"queues with job types: {SERVED}" in done.stderr
     assert not (tmp_path / "j.db").exists()  # refused before touching anything
 
 
 def test_help_lists_the_queues_with_job_types():
     done = run_worker("--help")
     assert done.returncode == 0
-    assert "queues with job types: email, webhooks" in done.stdout
+    assert f"queues with job types: {SERVED}" in done.stdout
     assert "``" not in done.stdout
     assert "Exit codes" in done.stdout
 
 
 def test_queue_selection():
-    assert parse_queues(["--all"]) == [QueueName.EMAIL, QueueName.WEBHOOKS]
+    assert parse_queues(["--all"]) == [
+        QueueName.EMAIL,
+        QueueName.VOICE,
+        QueueName.ENRICHMENT,
+        QueueName.WEBHOOKS,
+    ]
     assert parse_queues(["--task-queue", "email", "--task-queue", "email"]) == [QueueName.EMAIL]
     with pytest.raises(SystemExit):
         parse_queues([])

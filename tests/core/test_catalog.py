@@ -55,9 +55,14 @@ def test_declared_job_types_have_no_workflow() -> None:
 
 
 def test_implemented_queues_and_their_workflows() -> None:
-    assert set(implemented_queues()) == {QueueName.EMAIL, QueueName.WEBHOOKS}
+    assert set(implemented_queues()) == {
+        QueueName.EMAIL,
+        QueueName.VOICE,
+        QueueName.ENRICHMENT,
+        QueueName.WEBHOOKS,
+    }
     assert len(all_workflows()) == sum(1 for k in JOB_KINDS.values() if k.implemented)
-    assert workflows_of(QueueName.VOICE) == []
+    assert workflows_of(QueueName.SEO) == []
 
 
 def test_build_activities_calls_each_builder_once(settings) -> None:
@@ -75,7 +80,7 @@ def test_build_activities_calls_each_builder_once(settings) -> None:
     names = [getattr(fn, "__temporal_activity_definition").name for fn in built]
     assert len(names) == len(set(names))
     assert "sync_email_pages" in names and "write_email_draft" in names
-    assert build_activities(deps, QueueName.VOICE) == []
+    assert build_activities(deps, QueueName.SEO) == []
 
 
 def test_resolve_refuses_bad_references() -> None:

@@ -131,8 +131,9 @@ def test_snake_and_camel_case_both_validate_to_the_same_model(job_type: JobType)
 def test_dump_by_alias_round_trips(job_type: JobType) -> None:
     model = JOB_KINDS[job_type].data
     data = model.model_validate(EXAMPLES[job_type])
-    # Secret fields are never serialised (the client swaps them for stored ids first).
-    expected = data.model_copy(update=dict.fromkeys(model.secret_fields))
+    # Secret fields and stored lists are never serialised (the client swaps them for stored
+    # ids and counts first).
+    expected = data.model_copy(update=dict.fromkeys([*model.secret_fields, *model.stored_lists]))
     assert model.model_validate(data.model_dump(by_alias=True)) == expected
     assert model.model_validate(data.model_dump()) == expected
 
@@ -236,9 +237,23 @@ def test_unknown_fields_are_refused(job_type: JobType) -> None:
 
 
 def test_missing_required_fields_are_named() -> None:
-    locs = _problem_locs(JobType.VOICE_CALL, {"userId": "u1"})
+    locs = _problem_locs(JobType.EMAIL_DRAFT, {})
     # A missing field is named in the appendix (camelCase) spelling.
-    assert sorted(locs) == [("callId",), ("phoneNumber",)]
+    assert sorted(locs) == [("context",), ("threadId",), ("userId",)]
+
+
+def test_a_phone_number_never_serialises() -> None:
+    """Like a secret: add_job stores it and the job carries only phone_number_id."""
+    data = VoiceCallJobData.model_validate(EXAMPLES[JobType.VOICE_CALL])
+    assert "+14155550123" not in data.model_dump_json() and "+14155550123" not in repr(data)
+    assert VoiceCallJobData.secret_fields == {"phone_number": "phone_number_id"}
+    campaign = VoiceCallJobData.model_validate(
+        dict(EXAMPLES[JobType.VOICE_CALL], metadata={"campaignId": " spring "})
+    )
+    assert campaign.campaign_id == "spring"
+    assert _problem_locs(
+        JobType.VOICE_CALL, dict(EXAMPLES[JobType.VOICE_CALL], metadata={"campaign_id": 7})
+    ) == [("metadata",)]
 
 
 def test_lead_batch_size_bounds_are_inclusive() -> None:

@@ -1,4 +1,5 @@
-"""Job secrets, on SQLite and PostgreSQL: stored encrypted under a keyed id, read back only by
+"""Job secrets (and the housekeeping that purges them with other expired rows), on SQLite and
+PostgreSQL: stored encrypted under a keyed id, read back only by
 their owner, shared by the jobs that use the same secret, purged when no job needs them."""
 
 from __future__ import annotations
@@ -115,15 +116,24 @@ async def test_housekeeping_purges_expired_keys_and_secrets_in_batches(
 ) -> None:
     import db.housekeeping
     from db.dedup import JobKeyStore
+    from db.job_inputs import JobInputStore
 
     monkeypatch.setattr(db.housekeeping, "BATCH", 2)
-    keys, secrets = JobKeyStore(sessionmaker), store(sessionmaker)
+    keys, secrets, inputs = (
+        JobKeyStore(sessionmaker),
+        store(sessionmaker),
+        JobInputStore(sessionmaker),
+    )
     user = unique_id("user")
     for n in range(5):
         await keys.claim(unique_id("job"), "webhooks", "webhook_delivery", user, -DAY)
         await secrets.put(user, f"whsec_old_{n}", needed_for=-DAY)
+        await inputs.put(unique_id("job"), "leads", user, [{"id": "l"}], needed_for=-DAY)
     kept = await secrets.put(user, "whsec_needed", needed_for=DAY)
-    dedup_keys, job_secrets = await db.housekeeping.purge_once(keys, secrets)
-    assert dedup_keys >= 5 and job_secrets >= 5
+    kept_job = unique_id("job")
+    await inputs.put(kept_job, "leads", user, [{"id": "l"}], needed_for=DAY)
+    dedup_keys, job_secrets, job_inputs = await db.housekeeping.purge_once(keys, secrets, inputs)
+    assert dedup_keys >= 5 and job_secrets >= 5 and job_inputs >= 5
     assert await secrets.get(kept, user_id=user) == "whsec_needed"
-    assert await db.housekeeping.purge_once(keys, secrets) == (0, 0)
+    assert await inputs.slice(kept_job, "leads", 0, 10) == [(0, {"id": "l"})]
+    assert await db.housekeeping.purge_once(keys, secrets, inputs) == (0, 0, 0)

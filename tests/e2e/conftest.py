@@ -1,5 +1,6 @@
-"""Fixtures of the integration tests: a loopback webhook receiver that checks signatures, and
-the Google, Microsoft and Anthropic emulators with settings pointing at them."""
+"""Fixtures of the integration tests: a loopback webhook receiver that checks signatures, the
+Google, Microsoft and Anthropic emulators, and the Vapi emulator with the HTTP API receiving
+its server messages, and the Apify emulator, each with settings pointing at them."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from typing import Any
 
 import pytest
 
+from api.app import create_app as create_api
+from api.vapi import PATH as VAPI_MESSAGES_PATH
 from client.queue import JobQueue
 from core.config import Settings
 from emulators import anthropic as anthropic_emulator
+from emulators import apify as apify_emulator
 from emulators import google as google_emulator
 from emulators import microsoft as microsoft_emulator
-from emulators.endpoints import email_provider_settings
+from emulators import vapi as vapi_emulator
+from emulators.endpoints import apify_settings, email_provider_settings, vapi_settings
 from emulators.server import serve
 from emulators.webhook_receiver import WebhookReceiver, new_secret
 from tests.support import terminate_open_jobs
@@ -118,3 +123,48 @@ async def providers(settings: Settings) -> AsyncIterator[Providers]:
             yield Providers(google, microsoft, claude, configured, endpoints)
         finally:
             await terminate_open_jobs(settings, "email")
+
+
+@dataclass
+class Voice:
+    """The Vapi emulator, posting server messages to the HTTP API, and settings for both."""
+
+    vapi: vapi_emulator.VapiState
+    api_url: str
+    settings: Settings
+    env: dict[str, str]
+
+
+@pytest.fixture
+async def voice(settings: Settings, session_env: dict[str, str]) -> AsyncIterator[Voice]:
+    state = vapi_emulator.VapiState()
+    async with serve(vapi_emulator.create_app(state)) as vapi_url:
+        endpoints = vapi_settings(vapi_url)
+        configured = settings.model_copy(update={k.lower(): v for k, v in endpoints.items()})
+        async with serve(create_api(configured), lifespan="on") as api_url:
+            state.server_url = api_url + VAPI_MESSAGES_PATH
+            await terminate_open_jobs(settings, "voice")
+            try:
+                yield Voice(state, api_url, configured, {**session_env, **endpoints})
+            finally:
+                await terminate_open_jobs(settings, "voice")
+
+
+@dataclass
+class Enrichment:
+    apify: apify_emulator.ApifyState
+    settings: Settings
+    env: dict[str, str]
+
+
+@pytest.fixture
+async def enrichment(settings: Settings, session_env: dict[str, str]) -> AsyncIterator[Enrichment]:
+    state = apify_emulator.ApifyState()
+    async with serve(apify_emulator.create_app(state)) as url:
+        endpoints = apify_settings(url)
+        configured = settings.model_copy(update={k.lower(): v for k, v in endpoints.items()})
+        await terminate_open_jobs(settings, "enrichment")
+        try:
+            yield Enrichment(state, configured, {**session_env, **endpoints})
+        finally:
+            await terminate_open_jobs(settings, "enrichment")

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 
 from client.queue import JobQueue
@@ -23,28 +20,10 @@ from db.session import create_engine
 from emulators.server import Fault
 from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver
 from tests.e2e.conftest import API_KEY, Providers
-from tests.support import eventually, running_workers
+from tests.support import eventually, payloads_in, running_workers
 from tracking.store import JobState
 
 pytestmark = pytest.mark.integration
-
-
-def payloads_in(message: Message) -> Iterator[Payload]:
-    """Every Payload anywhere inside a protobuf message (repeated and map fields too)."""
-    if isinstance(message, Payload):
-        yield message
-        return
-    for field, value in message.ListFields():
-        if field.type != FieldDescriptor.TYPE_MESSAGE:
-            continue
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            items = [v for v in value.values() if isinstance(v, Message)]
-        elif field.is_repeated:
-            items = list(value)
-        else:
-            items = [value]
-        for item in items:
-            yield from payloads_in(item)
 
 
 async def finished(queue: JobQueue, job_id: str) -> JobState:

@@ -123,9 +123,7 @@ async def test_bad_input_names_the_field_and_starts_nothing(job_queue: JobQueue)
     with pytest.raises(WrongQueue, match="runs on queue 'webhooks'"):
         await job_queue.add_job("email", "webhook_delivery", {})
     with pytest.raises(JobTypeNotAvailable):
-        await job_queue.add_job(
-            "voice", "voice_call", {"userId": "u", "callId": "c", "phoneNumber": "+14155550123"}
-        )
+        await job_queue.add_job("seo", "seo_audit", {"userId": "u", "url": "https://example.com/"})
     assert await count_running(job_queue) == before
 
 
