@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-email lint format demo devserver migrate clean
+.PHONY: run test bench bench-email bench-voice bench-enrichment lint format demo devserver migrate clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ bench: $(STAMP)
 ## Full sync of a 20,000-message Gmail and Outlook mailbox (emulated); writes BENCHMARKS.md.
 bench-email: $(STAMP)
 	$(PY) -m bench.email_sync $(BENCH_ARGS)
+
+## 100 emulated voice calls through the 3-call limit, 30 spaced ones; writes BENCHMARKS.md.
+bench-voice: $(STAMP)
+	$(PY) -m bench.voice $(BENCH_ARGS)
+
+## One emulated LEAD_ENRICHMENT job of 10,000 leads; writes BENCHMARKS.md.
+bench-enrichment: $(STAMP)
+	$(PY) -m bench.enrichment $(BENCH_ARGS)
 
 ## Enqueue a demo webhook delivery to the running system and follow it.
 demo: $(STAMP)

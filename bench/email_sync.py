@@ -39,7 +39,7 @@ from types import FrameType
 
 import psutil
 
-from bench.measure import PROJECT_ROOT, Child, machine_facts, tree_cpu_seconds
+from bench.measure import PROJECT_ROOT, Child, machine_facts, replace_section, tree_cpu_seconds
 from bench.run import (
     clean_up,
     create_database,
@@ -410,16 +410,6 @@ Targets (from the issue): PRD P95 sync time 120 s; aim: 20,000 messages in under
 {END_MARK}"""
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    start, end = text.find(START_MARK), text.find(END_MARK)
-    if start != -1 and end != -1 and end > start:
-        text = text[:start] + section + text[end + len(END_MARK) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 # -- entry point -------------------------------------------------------------------------------
 
 
@@ -491,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render_table(results))
     if not opts.no_write and (not opts.quick or opts.write):
         path = PROJECT_ROOT / "BENCHMARKS.md"
-        write_section(path, render_markdown(results, facts, when))
+        replace_section(path, render_markdown(results, facts, when), START_MARK, END_MARK)
         log(f"wrote the Email sync section of {path}")
     return 0
 

