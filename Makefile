@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-email bench-voice bench-enrichment lint format demo devserver migrate clean
+.PHONY: run test bench bench-email bench-voice bench-enrichment bench-memory lint format demo devserver migrate clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench-voice: $(STAMP)
 ## One emulated LEAD_ENRICHMENT job of 10,000 leads; writes BENCHMARKS.md.
 bench-enrichment: $(STAMP)
 	$(PY) -m bench.enrichment $(BENCH_ARGS)
+
+## MEMORY_CLEANUP of 1,000,000 rows with a reader and a writer beside it; writes BENCHMARKS.md.
+bench-memory: $(STAMP)
+	$(PY) -m bench.memory $(BENCH_ARGS)
 
 ## Enqueue a demo webhook delivery to the running system and follow it.
 demo: $(STAMP)

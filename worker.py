@@ -41,6 +41,7 @@ from core.crypto import token_key
 from core.errors import DatabaseUnavailable, SchemaNotReady
 from core.logging import configure_logging, exit_process, get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
+from core.schedules import declared_schedules, sync_schedules
 from core.temporal import connect
 from db.housekeeping import housekeeping_loop
 from db.schema import ensure_schema
@@ -354,7 +355,12 @@ async def run(queues: list[QueueName], settings: Settings) -> int:
 
     loop.set_exception_handler(on_loop_error)
 
+    # Bad SCHEDULE_<NAME>_CRON values stop the start before anything runs.
+    schedules = declared_schedules() if QueueName.MAINTENANCE in queues else None
     async with worker_runtime(settings, queues, catalog) as runtime:
+        if schedules is not None:
+            # The maintenance worker keeps the declared schedules in step (core/schedules.py).
+            await sync_schedules(runtime.client, schedules, catalog=catalog)
         reconciler = Reconciler(
             runtime.client, runtime.tracker, settings.temporal_namespace, catalog
         )
@@ -438,6 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         load_catalog()
+        declared_schedules()
     except ConfigError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return EXIT_USAGE

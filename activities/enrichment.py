@@ -13,9 +13,10 @@ workflow asks for the rest.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
@@ -108,6 +109,10 @@ class EnrichmentActivities:
                 type=INVALID_CONFIGURATION,
                 non_retryable=True,
             )
+        if not self._apify.configured:
+            raise ApplicationError(
+                "APIFY_TOKEN is not set", type=INVALID_CONFIGURATION, non_retryable=True
+            )
         if await self._inputs.owner(input.job_id, LEADS_FIELD) != input.user_id:
             raise ApplicationError(
                 "the job's leads are not stored (or belong to another user)",
@@ -116,13 +121,29 @@ class EnrichmentActivities:
             )
         details = activity.info().heartbeat_details
         done = _resume(input, details[0] if details else None)
-        started, reported = time.monotonic(), -1
+        if done.position == 0:
+            # The job starts from its first lead (a first run, or a retry by hand): outcomes
+            # of an earlier run of this job id are not this run's.
+            await self._results.clear(input.job_id)
+        deadline, reported = time.monotonic() + TIME_BUDGET_S, -1
         leads = await self._inputs.slice(input.job_id, LEADS_FIELD, done.position, input.stop)
+        if len(leads) != input.stop - done.position:
+            raise ApplicationError(
+                f"the job's stored leads are incomplete: {len(leads)} of "
+                f"{input.stop - done.position} at positions {done.position}..{input.stop - 1}",
+                type=RESOURCE_NOT_FOUND,
+                non_retryable=True,
+            )
         for first in range(0, len(leads), input.batch_size):
-            if time.monotonic() - started > TIME_BUDGET_S:
+            if time.monotonic() > deadline:
                 break
             batch = leads[first : first + input.batch_size]
-            outcomes, slowed = await self._enrich_batch(batch)
+            try:
+                outcomes, slowed = await self._enrich_batch(batch, deadline)
+            except _OutOfTime as out:
+                # Rate limited past the budget: the workflow asks again from this batch.
+                done = done.model_copy(update={"slowed_s": done.slowed_s + out.slowed})
+                break
             await self._results.record(input.job_id, outcomes)
             done = EnrichLeadsResult(
                 position=batch[-1][0] + 1,
@@ -139,7 +160,7 @@ class EnrichmentActivities:
         return done
 
     async def _enrich_batch(
-        self, batch: list[tuple[int, dict[str, Any]]]
+        self, batch: list[tuple[int, dict[str, Any]]], deadline: float
     ) -> tuple[list[LeadOutcome], float]:
         """Each lead's outcome, and the seconds spent waiting on rate limits."""
         skipped = [
@@ -155,37 +176,23 @@ class EnrichmentActivities:
         wanted = [(p, lead) for p, lead in batch if _enrichable(lead)]
         if not wanted:
             return skipped, 0.0
-        slowed, limited, tries = 0.0, 0, 0
-        while True:
-            try:
-                items = await self._run_actor([lead for _, lead in wanted])
-                break
-            except TransientProviderError as exc:
-                if exc.error_type == RATE_LIMITED:
-                    wait = (
-                        exc.retry_after
-                        or RATE_LIMIT_WAITS_S[min(limited, len(RATE_LIMIT_WAITS_S) - 1)]
-                    )
-                    limited += 1
-                    log.info("enrichment.rate_limited", wait_s=wait)
-                    slowed += wait
-                    await asyncio.sleep(wait)
-                    continue
-                tries += 1
-                if tries >= BATCH_TRIES:
-                    raise to_application_error(exc) from None
-                await asyncio.sleep(min(2.0**tries, 30.0))
-            except ProviderError as exc:
-                if exc.status_code not in (None, 400):
-                    # Bad configuration (token, actor, credit): no batch can succeed.
-                    raise to_application_error(exc) from None
-                # The actor refused this batch's input, or its run failed: these leads
-                # failed, the job goes on.
-                reason = str(exc)[:300]
-                return skipped + [
-                    LeadOutcome(position=p, lead_id=str(lead["id"]), status="failed", error=reason)
-                    for p, lead in wanted
-                ], slowed
+        pace = _Pace(deadline)
+        try:
+            items = await self._run_actor([lead for _, lead in wanted], pace)
+        except ProviderError as exc:
+            if exc.retryable or exc.status_code not in (None, 400):
+                # Still failing after the retries in place (the activity is retried from
+                # this batch), or bad configuration (token, actor, credit).
+                raise to_application_error(exc) from None
+            # The actor refused this batch's input, or its run failed: these leads failed,
+            # the job goes on.
+            reason = str(exc)[:300]
+            failed = [
+                LeadOutcome(position=p, lead_id=str(lead["id"]), status="failed", error=reason)
+                for p, lead in wanted
+            ]
+            return skipped + failed, pace.slowed
+        slowed = pace.slowed
         found = {}
         for item in items:
             enriched = self._mapping.read(item) if isinstance(item, dict) else None
@@ -224,14 +231,59 @@ class EnrichmentActivities:
                 )
         return sorted(outcomes, key=lambda o: o.position), slowed
 
-    async def _run_actor(self, leads: list[dict[str, Any]]) -> list[Any]:
-        run = await self._apify.start_run(self._actor_id, {"leads": leads})
+    async def _run_actor(self, leads: list[dict[str, Any]], pace: _Pace) -> list[Any]:
+        """Start one run for the batch, wait for it and read its items. Every request is
+        retried in place (a 429 for as long as the budget allows); a run once started is
+        followed by its id, never started again."""
+        run = await pace.call(lambda: self._apify.start_run(self._actor_id, {"leads": leads}))
         while not run.finished:
             # Each ask waits up to a minute; auto_heartbeat keeps beating meanwhile.
-            run = await self._apify.get_run(run.id)
+            run = await pace.call(functools.partial(self._apify.get_run, run.id))
         if run.status != "SUCCEEDED" or run.dataset_id is None:
             raise run_error(run)
-        return await self._apify.all_items(run.dataset_id)
+        return await pace.call(functools.partial(self._apify.all_items, run.dataset_id))
+
+
+class _OutOfTime(Exception):
+    def __init__(self, slowed: float) -> None:
+        self.slowed = slowed
+
+
+T = TypeVar("T")
+
+
+class _Pace:
+    """Retries one request after rate limits (its ``Retry-After``, else a growing wait) until
+    the deadline, and after other transient errors up to ``BATCH_TRIES`` times."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.slowed = 0.0
+        self._limited = 0
+
+    async def call(self, request: Callable[[], Awaitable[T]]) -> T:
+        tries = 0
+        while True:
+            try:
+                return await request()
+            except TransientProviderError as exc:
+                if exc.error_type == RATE_LIMITED:
+                    waits = RATE_LIMIT_WAITS_S
+                    wait = exc.retry_after or waits[min(self._limited, len(waits) - 1)]
+                    self._limited += 1
+                else:
+                    tries += 1
+                    if tries >= BATCH_TRIES:
+                        raise
+                    wait = min(2.0**tries, 30.0)
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    raise _OutOfTime(self.slowed) from None
+                wait = min(wait, left)
+                if exc.error_type == RATE_LIMITED:
+                    log.info("enrichment.rate_limited", wait_s=wait)
+                    self.slowed += wait
+                await asyncio.sleep(wait)
 
 
 def build_enrichment_activities(deps: Dependencies) -> list[Callable[..., Any]]:

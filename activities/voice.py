@@ -35,7 +35,7 @@ from core.errors import (
 from core.logging import get_logger
 from db.secrets import SecretNotFound, SecretStore
 from db.slots import SlotPool
-from db.voice import CallOutcomeRecord, CallStore
+from db.voice import CallOutcomeRecord, CallRef, CallStore
 from integrations.errors import ProviderError, request_was_refused
 from integrations.vapi import VapiCall, VapiClient, outcome_of
 
@@ -72,6 +72,7 @@ class PlaceCallResult(_Model):
 
 
 class CheckCallInput(_Model):
+    job_id: str
     call_id: str
     vapi_call_id: str
 
@@ -168,6 +169,10 @@ class VoiceActivities:
         if not self._phone_number_id:
             raise _permanent("VAPI_PHONE_NUMBER_ID is not set", INVALID_CONFIGURATION)
         try:
+            self._vapi.check_configured()
+        except ProviderError as exc:
+            raise to_application_error(exc) from None
+        try:
             phone_number = await self._secrets.get(input.phone_number_id, user_id=input.user_id)
         except SecretNotFound:
             raise _permanent("the call's phone number is not stored", RESOURCE_NOT_FOUND) from None
@@ -177,17 +182,20 @@ class VoiceActivities:
                 input.job_id, wait=True
             ):
                 return PlaceCallResult(placed=False)
+        ref = CallRef(input.user_id, input.call_id, input.job_id)
         dial = await self._calls.begin_dial(
-            call_id=input.call_id,
-            user_id=input.user_id,
-            job_id=input.job_id,
+            ref,
             campaign_id=input.campaign_id,
             assistant_id=assistant_id,
             phone_number=phone_number,
             attempt=input.attempt,
         )
-        if dial.state == "foreign":
-            raise _permanent("the call id belongs to another user", REQUEST_REJECTED)
+        if dial.state == "taken":
+            raise _permanent(
+                "the call id is another job's, or its call was made already; "
+                "a new call needs a new call id",
+                REQUEST_REJECTED,
+            )
         if dial.state == "placed":
             return PlaceCallResult(placed=True, vapi_call_id=dial.vapi_call_id)
         if dial.state == "unknown":
@@ -204,19 +212,25 @@ class VoiceActivities:
                 metadata={**input.metadata, "jobId": input.job_id, "callId": input.call_id},
             )
         except ProviderError as exc:
-            # A refused request means no call exists: clear the mark so a retry may dial.
             if request_was_refused(exc):
+                # No call exists: clear the mark so a retry may dial.
                 await record_after(
-                    lambda: self._calls.dial_failed(input.call_id, input.attempt),
+                    lambda: self._calls.dial_failed(ref, input.attempt),
                     what="call dial failure",
                     job_id=input.job_id,
                 )
-            raise to_application_error(exc) from None
+                raise to_application_error(exc) from None
+            # A 5xx or a timeout: the call may exist. The mark stays, so a retry stops with
+            # CallPlacementUnknown instead of ringing the customer twice.
+            raise _permanent(
+                f"placing the call got no clear answer ({exc}); it may have been placed",
+                CALL_PLACEMENT_UNKNOWN,
+            ) from None
         log.info("voice.call_placed", job_id=input.job_id, vapi_call_id=call.id)
         # The call is placed: from here a failed write is handed on, never retried by
         # failing the attempt (that would place a second call).
         await record_after(
-            lambda: self._calls.placed(input.call_id, input.attempt, call.id, call.status),
+            lambda: self._calls.placed(ref, input.attempt, call.id, call.status),
             what="placed call",
             job_id=input.job_id,
         )
@@ -253,6 +267,9 @@ class VoiceActivities:
             raise to_application_error(exc) from None
         try:
             await self._calls.set_status(call.id, call.status)
+            # A live call keeps its slot: the lease is renewed with every look at it.
+            if not call.ended:
+                await self._slots.acquire(input.job_id)
         except SQLAlchemyError as exc:
             # The live status is a convenience; the outcome is written by finish_call.
             log.warning("voice.status_not_recorded", error=type(exc).__name__)
@@ -273,11 +290,11 @@ class VoiceActivities:
         """Record the attempt's ending and give back the call slot; a final ending is counted
         in the campaign once."""
         counted = False
+        ref = CallRef(input.user_id, input.call_id, input.job_id)
         if input.final:
             counted = await self._calls.finish(
+                ref,
                 CallOutcomeRecord(
-                    call_id=input.call_id,
-                    user_id=input.user_id,
                     vapi_call_id=input.vapi_call_id,
                     outcome=input.outcome,
                     ended_reason=input.ended_reason,
@@ -288,12 +305,11 @@ class VoiceActivities:
                     started_at=input.started_at,
                     ended_at=input.ended_at,
                     failure_reason=input.failure_reason,
-                )
+                ),
             )
         else:
             await self._calls.attempt_failed(
-                input.call_id,
-                input.user_id,
+                ref,
                 input.vapi_call_id,
                 input.ended_reason,
                 input.failure_reason,
@@ -307,7 +323,12 @@ def build_voice_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     at_rest = token_key(settings)
     cipher = TokenCipher(at_rest)
     voice = VoiceActivities(
-        VapiClient(deps.http, base_url=settings.vapi_api_base_url, api_key=settings.vapi_api_key),
+        VapiClient(
+            deps.http,
+            base_url=settings.vapi_api_base_url,
+            api_key=settings.vapi_api_key,
+            timeout_s=settings.vapi_timeout_seconds,
+        ),
         CallStore(deps.sessions, cipher),
         SecretStore(deps.sessions, cipher, at_rest),
         SlotPool(

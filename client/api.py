@@ -91,6 +91,10 @@ set_vip_senders = _on_shared_queue(JobQueue.set_vip_senders)
 get_campaign_stats = _on_shared_queue(JobQueue.get_campaign_stats)
 get_call = _on_shared_queue(JobQueue.get_call)
 get_enrichment_results = _on_shared_queue(JobQueue.get_enrichment_results)
+list_schedules = _on_shared_queue(JobQueue.list_schedules)
+pause_schedule = _on_shared_queue(JobQueue.pause_schedule)
+unpause_schedule = _on_shared_queue(JobQueue.unpause_schedule)
+trigger_schedule = _on_shared_queue(JobQueue.trigger_schedule)
 
 
 class AddTypedJob(Protocol[DataT_contra]):

@@ -38,16 +38,17 @@ class Calls(QueueBase):
         self, campaign_id: str, *, user_id: str | None = None
     ) -> dict[str, Any]:
         """The campaign's call counts, total duration (seconds) and total cost (USD); all
-        zero for a campaign with no finished call yet (or another user's, with ``user_id``)."""
-        stats = await self._calls().campaign_stats(campaign_id)
-        if stats is None or (user_id is not None and stats.user_id != user_id):
+        zero for a campaign with no finished call yet. Campaigns are the user's: with
+        ``user_id``, only that user's calls count; without (operators), every user's do."""
+        stats = await self._calls().campaign_stats(campaign_id, user_id=user_id)
+        if stats is None:
             stats = CampaignStats.empty(campaign_id, user_id or "")
         return stats.model_dump(exclude={"user_id"})
 
     async def get_call(self, call_id: str, *, user_id: str | None = None) -> dict[str, Any] | None:
         """A call's status, outcome, transcript, recording URL, cost and times, or None."""
-        row = await self._calls().get(call_id)
-        if row is None or (user_id is not None and row.user_id != user_id):
+        row = await self._calls().get(call_id, user_id=user_id)
+        if row is None:
             return None
         call = {name: getattr(row, name) for name in _CALL_FIELDS}
         call["cost"] = row.cost_micros / 1_000_000 if row.cost_micros is not None else None

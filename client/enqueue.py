@@ -36,6 +36,7 @@ from core.errors import (
 from core.jobs import JobData, JobType, user_id_of
 from core.logging import get_logger
 from core.runs import JobRun, run_options
+from db.job_inputs import InputOfAnotherUser
 from tracking.store import JobState, Transition, now_ms
 
 log = get_logger("jobs.client")
@@ -273,8 +274,13 @@ class Enqueue(QueueBase):
         update: dict[str, Any] = {}
         for field, count_field in fields.items():
             items = [item.model_dump(mode="json") for item in getattr(data, field)]
-            update[count_field] = await self.inputs.put(
-                job_id, field, user_id or "", items, needed_for=needed_for
-            )
+            try:
+                update[count_field] = await self.inputs.put(
+                    job_id, field, user_id or "", items, needed_for=needed_for
+                )
+            except InputOfAnotherUser:
+                raise InvalidArguments(
+                    "add_job", {"job_id": "is the id of another user's job"}, kind="options"
+                ) from None
             update[field] = None
         return data.model_copy(update=update)

@@ -184,4 +184,6 @@ class Operations(QueueBase):
             await self.job_keys.release(job_id)
         if self.inputs is not None:
             await self.inputs.remove(job_id)
+        if self.enrichment is not None:
+            await self.enrichment.clear(job_id)
         log.info("job.removed", job_id=job_id, queue=queue)

@@ -3,7 +3,8 @@
 A job is a workflow execution whose id is the job id; its queue is the task queue of the
 same name. Redis holds the job records and statistics for fast reads; Temporal stays the
 source of truth and answers when Redis cannot. Each part of the API has its own module:
-``enqueue``, ``reads``, ``stats``, ``operations``, ``mailboxes``, ``calls`` and ``enrichment``.
+``enqueue``, ``reads``, ``stats``, ``operations``, ``mailboxes``, ``calls``, ``enrichment``
+and ``schedules``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from client.enrichment import Enrichment
 from client.mailboxes import Mailboxes
 from client.operations import Operations
 from client.reads import Reads
+from client.schedules import Schedules
 from client.stats import Stats
 from core import temporal
 from core.config import Settings, get_settings
@@ -37,7 +39,7 @@ from tracking.store import JobTracker, connect_redis
 log = get_logger("jobs.client")
 
 
-class JobQueue(Enqueue, Reads, Stats, Operations, Mailboxes, Calls, Enrichment):
+class JobQueue(Enqueue, Reads, Stats, Operations, Mailboxes, Calls, Enrichment, Schedules):
     """All queue operations; module-level functions (``client.api``) use one shared instance."""
 
     @classmethod

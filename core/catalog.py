@@ -60,6 +60,7 @@ class JobKind:
 
 
 _EMAIL = "activities.email:build_email_activities"
+_MAINTENANCE = "activities.maintenance:build_maintenance_activities"
 T, Q = JobType, QueueName
 
 JOB_KINDS: dict[JobType, JobKind] = {
@@ -80,8 +81,10 @@ JOB_KINDS: dict[JobType, JobKind] = {
                 workflow="workflows.lead_enrichment:LeadEnrichmentWorkflow",
                 activities="activities.enrichment:build_enrichment_activities"),
         JobKind(T.WORKFLOW_EXECUTION, Q.WORKFLOW, WorkflowExecutionJobData),
-        JobKind(T.MEMORY_CLEANUP, Q.MAINTENANCE, MemoryCleanupJobData),
-        JobKind(T.MEMORY_CONSOLIDATION, Q.MAINTENANCE, MemoryConsolidationJobData),
+        JobKind(T.MEMORY_CLEANUP, Q.MAINTENANCE, MemoryCleanupJobData,
+                workflow="workflows.memory:MemoryCleanupWorkflow", activities=_MAINTENANCE),
+        JobKind(T.MEMORY_CONSOLIDATION, Q.MAINTENANCE, MemoryConsolidationJobData,
+                workflow="workflows.memory:MemoryConsolidationWorkflow", activities=_MAINTENANCE),
         JobKind(T.WEBHOOK_DELIVERY, Q.WEBHOOKS, WebhookDeliveryJobData,
                 workflow="workflows.webhook_delivery:WebhookDeliveryWorkflow",
                 activities="activities.webhooks:build_webhook_activities"),

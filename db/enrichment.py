@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.base import utcnow
@@ -52,6 +52,11 @@ class EnrichmentStore:
                     },
                 )
             )
+
+    async def clear(self, job_id: str) -> None:
+        """Forget the job's outcomes (a job starting from its first lead, or removed)."""
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(delete(EnrichmentResult).where(EnrichmentResult.job_id == job_id))
 
     async def counts(self, job_id: str) -> dict[str, int]:
         async with self._sessionmaker() as session:

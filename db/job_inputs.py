@@ -23,6 +23,10 @@ from db.models import JobInput, JobInputItem
 INSERT_CHUNK = 1000
 
 
+class InputOfAnotherUser(ValueError):
+    """The job id already holds another user's inputs."""
+
+
 class JobInputStore:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
@@ -36,9 +40,13 @@ class JobInputStore:
         *,
         needed_for: timedelta,
     ) -> int:
-        """Store ``items`` as the job's ``field`` (replacing any earlier ones); their count."""
+        """Store ``items`` as the job's ``field`` (replacing earlier ones of the same user);
+        their count. Raises InputOfAnotherUser when another user's inputs hold the job id."""
         now = utcnow()
         async with self._sessionmaker() as session, session.begin():
+            held = await session.get(JobInput, (job_id, field), with_for_update=True)
+            if held is not None and held.user_id != user_id:
+                raise InputOfAnotherUser(job_id)
             await session.execute(
                 delete(JobInputItem).where(
                     JobInputItem.job_id == job_id, JobInputItem.field == field

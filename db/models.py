@@ -253,10 +253,11 @@ class JobSecret(Base):
 
 
 class VoiceCall(Base):
-    """One VOICE_CALL job's call (the producer's call id), its latest attempt and outcome.
+    """One VOICE_CALL job's call (the user's call id), its latest attempt and outcome.
 
-    The phone number is stored encrypted, bound to the call id. ``counted_at`` is set in the
-    transaction that adds the call to its campaign's statistics, so it is counted once.
+    Keyed by user and call id, and held by the one job that places it. The phone number is
+    stored encrypted, bound to both ids. ``counted_at`` is set in the transaction that adds the
+    call to its campaign's statistics, so it is counted once.
     """
 
     __tablename__ = "voice_calls"
@@ -265,8 +266,8 @@ class VoiceCall(Base):
         CheckConstraint(f"outcome IS NULL OR {_one_of('outcome', CALL_OUTCOMES)}", name="outcome"),
     )
 
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     call_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(255), index=True)
     job_id: Mapped[str] = mapped_column(String(255))
     campaign_id: Mapped[str | None] = mapped_column(String(255), index=True)
     phone_number_ciphertext: Mapped[str] = mapped_column(Text)
@@ -291,12 +292,12 @@ class VoiceCall(Base):
 
 
 class VoiceCampaign(Base):
-    """Aggregate statistics of a campaign's calls (FR-056), one change per call."""
+    """Aggregate statistics of a user's campaign (FR-056), one change per call."""
 
     __tablename__ = "voice_campaigns"
 
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     campaign_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(255), index=True)
     calls_made: Mapped[int] = mapped_column(Integer, default=0)
     calls_successful: Mapped[int] = mapped_column(Integer, default=0)
     calls_failed: Mapped[int] = mapped_column(Integer, default=0)
@@ -368,4 +369,65 @@ class EnrichmentResult(Base):
     status: Mapped[str] = mapped_column(String(16))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AgentMemory(Base):
+    """One memory entry of an agent in a session (db/memory.py)."""
+
+    __tablename__ = "agent_memories"
+    __table_args__ = (UniqueConstraint("user_id", "session_id", "agent_id", "key"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    user_id: Mapped[str] = mapped_column(String(255))
+    session_id: Mapped[str] = mapped_column(String(255), index=True)
+    agent_id: Mapped[str] = mapped_column(String(255), index=True)
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_accessed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # None: kept until deleted.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AgentPattern(Base):
+    """A pattern an agent learned, with how it fared; consolidation points near-duplicates
+    at their canonical pattern."""
+
+    __tablename__ = "agent_patterns"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    agent_id: Mapped[str] = mapped_column(String(255), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    pattern: Mapped[str] = mapped_column(Text)
+    success_count: Mapped[int] = mapped_column(Integer, default=0)
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    usage_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    consolidated_into: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("agent_patterns.id", ondelete="SET NULL"),
+        index=True,
+    )
+
+
+class CleanupProgress(Base):
+    """How far a cleanup step of one job run got, written in the transaction of each chunk, so
+    a retried or resumed step starts after the last committed chunk with exact counts."""
+
+    __tablename__ = "cleanup_progress"
+
+    job_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The last id scanned; NULL once the table was scanned to its end.
+    after_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    done: Mapped[bool] = mapped_column(default=False)
+    deleted: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    chunks: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

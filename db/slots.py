@@ -24,8 +24,9 @@ from db.base import utcnow
 from db.models import ConcurrencySlot, ConcurrencyWaiter
 from db.session import dialect_insert, rowcount
 
-# A waiter asks again at least this often while its job runs (workflows re-check on a timer).
-STALE_WAITER = timedelta(minutes=2)
+# A waiter asks again at least this often while its job runs (workflows re-check on a timer
+# of at most two minutes).
+STALE_WAITER = timedelta(minutes=5)
 
 
 class SlotPool:

@@ -30,6 +30,8 @@ TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED-OUT", "ABORTED"})
 MAX_WAIT_S = 60
 PAGE_SIZE = 1000
 MAX_SERVER_TEXT = 200
+# Seconds a request may take beyond the time the API was asked to wait.
+REQUEST_MARGIN_S = 15
 
 # Our field -> dotted path in an actor's dataset item. The defaults read items shaped like
 # {"leadId", "person": {...}, "company": {...}} (the emulator's, and a common actor shape).
@@ -133,25 +135,33 @@ class ApifyClient:
         self._base_url = base_url.rstrip("/")
         self._token = token
 
+    @property
+    def configured(self) -> bool:
+        return bool(self._token)
+
     async def start_run(
         self, actor_id: str, actor_input: dict[str, Any], *, wait_s: int = MAX_WAIT_S
     ) -> ActorRun:
         """Start the actor (``POST /v2/acts/{id}/runs``), waiting up to ``wait_s`` for it."""
+        wait = min(max(wait_s, 0), MAX_WAIT_S)
         response = await self._send(
             "start run",
             "POST",
             f"/v2/acts/{actor_id.replace('/', '~')}/runs",
-            params={"waitForFinish": min(max(wait_s, 0), MAX_WAIT_S)},
+            params={"waitForFinish": wait},
             json=actor_input,
+            timeout=_waiting(wait),
         )
         return _run(response, "start run")
 
     async def get_run(self, run_id: str, *, wait_s: int = MAX_WAIT_S) -> ActorRun:
+        wait = min(max(wait_s, 0), MAX_WAIT_S)
         response = await self._send(
             "get run",
             "GET",
             f"/v2/actor-runs/{run_id}",
-            params={"waitForFinish": min(max(wait_s, 0), MAX_WAIT_S)},
+            params={"waitForFinish": wait},
+            timeout=_waiting(wait),
         )
         return _run(response, "get run")
 
@@ -162,6 +172,7 @@ class ApifyClient:
             "GET",
             f"/v2/datasets/{dataset_id}/items",
             params={"format": "json", "clean": "true", "offset": offset, "limit": limit},
+            timeout=_waiting(0),
         )
         try:
             body = response.json()
@@ -192,6 +203,11 @@ class ApifyClient:
         if response.is_success:
             return response
         raise _status_error(operation, response)
+
+
+def _waiting(wait_s: int) -> httpx.Timeout:
+    """The API holds the answer up to ``wait_s``: read for that long and a margin more."""
+    return httpx.Timeout(wait_s + REQUEST_MARGIN_S, connect=5.0)
 
 
 def run_error(run: ActorRun) -> ProviderError:

@@ -83,9 +83,14 @@ class ConnectFailed(TransientProviderError):
 
 
 def request_was_refused(exc: ProviderError) -> bool:
-    """Whether the provider certainly did not act on the request: it answered with an error
-    status, or no connection was made. A timeout leaves it unknown."""
-    return exc.status_code is not None or isinstance(exc, ConnectFailed)
+    """Whether the provider certainly did not act on the request: it answered with a client
+    error (4xx but 408) or 503 (unavailable, refused before any work), or the request never
+    left (no connection, no free connection). Another 5xx, a 408 or a read timeout leaves it
+    unknown: a gateway may answer so after the provider acted."""
+    if isinstance(exc, ConnectFailed):
+        return True
+    code = exc.status_code
+    return code is not None and ((400 <= code < 500 and code != 408) or code == 503)
 
 
 async def send(
@@ -95,6 +100,9 @@ async def send(
     (never the URL's query, the headers or the body)."""
     try:
         return await http.request(method, url, **kwargs)
+    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        # No connection was made (or none was free): the request never left.
+        raise ConnectFailed(provider, f"{operation} failed: {type(exc).__name__}") from None
     except httpx.TimeoutException:
         raise TransientProviderError(provider, f"{operation} timed out") from None
     except httpx.ConnectError as exc:

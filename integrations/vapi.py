@@ -129,10 +129,17 @@ def parse_call(body: Any) -> VapiCall:
 
 
 class VapiClient:
-    def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_key: str) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, *, base_url: str, api_key: str, timeout_s: float = 15.0
+    ) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
+
+    def check_configured(self) -> None:
+        """Raise the configuration error before anything is marked or sent."""
+        self._headers()
 
     def _headers(self) -> dict[str, str]:
         if not self._api_key:
@@ -173,6 +180,7 @@ class VapiClient:
     async def _send(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = path if path.startswith("http") else f"{self._base_url}{path}"
         headers = self._headers()
+        kwargs.setdefault("timeout", self._timeout)
         response = await send(
             self._http, PROVIDER, operation, method, url, headers=headers, **kwargs
         )

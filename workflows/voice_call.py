@@ -15,6 +15,7 @@ carrier or provider fault) is tried again after the queue's backoff, up to the j
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -46,8 +47,9 @@ with workflow.unsafe.imports_passed_through():
 
 CALL_TIMEOUT = timedelta(minutes=10)
 POLL_INTERVAL = timedelta(seconds=10)
-# A job in line for a call slot asks again this often even when nobody wakes it.
-SLOT_RECHECK = timedelta(seconds=30)
+# A job in line for a call slot asks again after these waits (the last repeats) even when
+# nobody wakes it; woken, it asks at once.
+SLOT_RECHECKS = (timedelta(seconds=30), timedelta(seconds=60), timedelta(seconds=120))
 
 
 class VoiceCallResult(BaseModel):
@@ -60,6 +62,13 @@ class VoiceCallResult(BaseModel):
     recording_url: str | None
     cost: float | None
     attempts: int
+
+
+def _raise_if_cancelled() -> None:
+    """A cancel that arrived while an activity ran is taken up here: the SDK hands the
+    activity's result back when it finished anyway, and the cancel would otherwise be lost."""
+    if workflow.cancellation_reason() is not None:
+        raise asyncio.CancelledError()
 
 
 def _failure_reason(error: BaseException) -> str:
@@ -143,7 +152,11 @@ class VoiceCallWorkflow:
         try:
             await workflow.execute_activity_method(
                 VoiceActivities.end_call,
-                CheckCallInput(call_id=job.data.call_id, vapi_call_id=self._vapi_call_id),
+                CheckCallInput(
+                    job_id=workflow.info().workflow_id,
+                    call_id=job.data.call_id,
+                    vapi_call_id=self._vapi_call_id,
+                ),
                 **policies.http_call(job.run),
             )
         except ActivityError:
@@ -152,6 +165,7 @@ class VoiceCallWorkflow:
     async def _one_attempt(self, job: JobRun[VoiceCallJobData], attempt: int) -> CallSnapshot:
         data = job.data
         self._vapi_call_id, self._status, self._nudged = None, "queued", False
+        asks = 0
         while True:
             self._slot_freed = False
             placed = await workflow.execute_activity_method(
@@ -169,16 +183,24 @@ class VoiceCallWorkflow:
                 **policies.http_call(job.run),
             )
             if placed.placed and placed.vapi_call_id is not None:
+                self._vapi_call_id = placed.vapi_call_id
+                self._status = placed.status or "queued"
+                _raise_if_cancelled()
                 break
+            _raise_if_cancelled()
+            recheck = SLOT_RECHECKS[min(asks, len(SLOT_RECHECKS) - 1)]
+            asks += 1
             try:
-                await workflow.wait_condition(lambda: self._slot_freed, timeout=SLOT_RECHECK)
+                await workflow.wait_condition(lambda: self._slot_freed, timeout=recheck)
             except TimeoutError:
                 pass
-        self._vapi_call_id = placed.vapi_call_id
-        self._status = placed.status or "queued"
         report_workflow_progress(10)
         deadline = workflow.now() + CALL_TIMEOUT
-        check = CheckCallInput(call_id=data.call_id, vapi_call_id=placed.vapi_call_id)
+        check = CheckCallInput(
+            job_id=workflow.info().workflow_id,
+            call_id=data.call_id,
+            vapi_call_id=placed.vapi_call_id,
+        )
         while True:
             remaining = deadline - workflow.now()
             if remaining <= timedelta(0):
@@ -199,7 +221,9 @@ class VoiceCallWorkflow:
                     raise
                 # A poll that failed is only a missed look; the next one follows.
                 workflow.logger.warning("voice.check_failed")
+                _raise_if_cancelled()
                 continue
+            _raise_if_cancelled()
             if snapshot.status != self._status:
                 self._status = snapshot.status
                 report_workflow_progress(50 if snapshot.status == "in-progress" else 20)
@@ -211,6 +235,22 @@ class VoiceCallWorkflow:
             VoiceActivities.end_call, check, **policies.http_call(job.run)
         )
         self._status = "ended"
+        if snapshot.ended and snapshot.ended_reason != "manually-canceled":
+            # It had ended on its own just before: that ending stands.
+            return snapshot
+        # Ended by us: one more look picks up its final cost and times, when Vapi has them.
+        for _ in range(3):
+            if snapshot.ended and snapshot.ended_at is not None:
+                break
+            await workflow.sleep(timedelta(seconds=2))
+            try:
+                look = await workflow.execute_activity_method(
+                    VoiceActivities.check_call, check, **policies.http_call(job.run)
+                )
+            except ActivityError:
+                break
+            if look.ended:
+                snapshot = look
         return snapshot.model_copy(
             update={
                 "outcome": "timeout",

@@ -29,7 +29,6 @@ from core.crypto import TokenCipher
 from core.errors import (
     CALL_PLACEMENT_UNKNOWN,
     INVALID_CONFIGURATION,
-    PROVIDER_UNAVAILABLE,
     RATE_LIMITED,
     REQUEST_REJECTED,
     RESOURCE_NOT_FOUND,
@@ -98,10 +97,10 @@ async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     sessions = create_sessionmaker(engine)
     cipher = TokenCipher(KEY)
     state = emulator.VapiState()
-    async with serve(emulator.create_app(state)) as base, httpx.AsyncClient(timeout=2) as http:
+    async with serve(emulator.create_app(state)) as base, httpx.AsyncClient() as http:
         yield Setup(
             state,
-            VapiClient(http, base_url=base, api_key=emulator.DEFAULT_API_KEY),
+            VapiClient(http, base_url=base, api_key=emulator.DEFAULT_API_KEY, timeout_s=2),
             CallStore(sessions, cipher),
             SecretStore(sessions, cipher, KEY),
             SlotPool(sessions, "voice-calls", limit=2, lease=timedelta(minutes=15)),
@@ -142,7 +141,7 @@ async def test_a_call_is_placed_with_the_stored_number(setup: Setup):
     }
     # NUMBER never leaves in anything the activity returns (it goes to workflow history).
     assert NUMBER not in placed.model_dump_json()
-    row = await setup.calls.get("call-1")
+    row = await setup.calls.get("call-1", user_id="u-1")
     assert row is not None and row.vapi_call_id == placed.vapi_call_id
 
 
@@ -184,7 +183,7 @@ async def test_a_timed_out_request_is_not_repeated(setup: Setup):
     input = await setup.input()
     with pytest.raises(ApplicationError) as slow:
         await ActivityEnvironment().run(setup.acts().place_call, input)
-    assert slow.value.type == PROVIDER_UNAVAILABLE
+    assert slow.value.type == CALL_PLACEMENT_UNKNOWN and "timed out" in str(slow.value)
     with pytest.raises(ApplicationError) as unknown:
         await ActivityEnvironment().run(setup.acts().place_call, input)
     assert unknown.value.type == CALL_PLACEMENT_UNKNOWN
@@ -225,20 +224,38 @@ async def test_configuration_and_ownership_are_permanent(setup: Setup):
     with pytest.raises(ApplicationError) as not_theirs:
         await ActivityEnvironment().run(setup.acts().place_call, stolen)
     assert not_theirs.value.type == RESOURCE_NOT_FOUND
-    # Another user's call id is refused.
+    # Another job with the same call id is refused; another user's call id is theirs.
     await ActivityEnvironment().run(setup.acts().place_call, input)
-    other = await setup.input(user="u-2", attempt=2)
-    with pytest.raises(ApplicationError) as foreign:
+    other = input.model_copy(update={"job_id": "job-other", "attempt": 2})
+    with pytest.raises(ApplicationError) as taken:
         await ActivityEnvironment().run(setup.acts().place_call, other)
-    assert foreign.value.type == REQUEST_REJECTED
+    assert taken.value.type == REQUEST_REJECTED
     assert setup.vapi.create_requests == 1
+    theirs = await setup.input(user="u-2")
+    assert (await ActivityEnvironment().run(setup.acts().place_call, theirs)).placed
+
+
+async def test_a_gateway_error_is_not_taken_for_a_refusal(setup: Setup):
+    # A 502 may come from a gateway after Vapi created the call: never dial again.
+    setup.vapi.faults.add("call.create", Fault(status=502))
+    input = await setup.input()
+    with pytest.raises(ApplicationError) as unclear:
+        await ActivityEnvironment().run(setup.acts().place_call, input)
+    assert unclear.value.type == CALL_PLACEMENT_UNKNOWN and unclear.value.non_retryable
+    # A 503 is a refusal: the retry dials.
+    setup.vapi.faults.add("call.create", Fault(status=503))
+    fresh = await setup.input("call-2")
+    with pytest.raises(ApplicationError) as busy:
+        await ActivityEnvironment().run(setup.acts().place_call, fresh)
+    assert not busy.value.non_retryable
+    assert (await ActivityEnvironment().run(setup.acts().place_call, fresh)).placed
 
 
 async def test_checks_follow_the_call_and_classify_its_end(setup: Setup):
     setup.vapi.scripts[NUMBER] = emulator.BUSY
     placed = await ActivityEnvironment().run(setup.acts().place_call, await setup.input())
     assert placed.vapi_call_id
-    check = CheckCallInput(call_id="call-1", vapi_call_id=placed.vapi_call_id)
+    check = CheckCallInput(job_id="job-call-1", call_id="call-1", vapi_call_id=placed.vapi_call_id)
     await run_until_ended(setup, check)
     snapshot = await ActivityEnvironment().run(setup.acts().check_call, check)
     assert (snapshot.outcome, snapshot.ended_reason, snapshot.retryable) == (
@@ -255,7 +272,7 @@ async def test_end_call_hangs_up_a_live_call(setup: Setup):
     placed = await ActivityEnvironment().run(setup.acts().place_call, await setup.input())
     assert placed.vapi_call_id
     await asyncio.sleep(0.15)
-    check = CheckCallInput(call_id="call-1", vapi_call_id=placed.vapi_call_id)
+    check = CheckCallInput(job_id="job-call-1", call_id="call-1", vapi_call_id=placed.vapi_call_id)
     snapshot = await ActivityEnvironment().run(setup.acts().end_call, check)
     assert snapshot.ended and snapshot.ended_reason == "manually-canceled"
 

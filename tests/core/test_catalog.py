@@ -59,6 +59,7 @@ def test_implemented_queues_and_their_workflows() -> None:
         QueueName.EMAIL,
         QueueName.VOICE,
         QueueName.ENRICHMENT,
+        QueueName.MAINTENANCE,
         QueueName.WEBHOOKS,
     }
     assert len(all_workflows()) == sum(1 for k in JOB_KINDS.values() if k.implemented)

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.crypto import TokenCipher
 from db.base import utcnow
-from db.models import ConcurrencySlot, ConcurrencyWaiter, VoiceCall
+from db.models import ConcurrencySlot, ConcurrencyWaiter
 from db.slots import STALE_WAITER, SlotPool
-from db.voice import CallOutcomeRecord, CallStore
+from db.voice import CallOutcomeRecord, CallRef, CallStore
 
 Sessions = async_sessionmaker[AsyncSession]
 Ids = Callable[[str], str]
@@ -25,17 +25,13 @@ CIPHER = TokenCipher(os.urandom(32))
 NUMBER = "+14155550123"
 
 
-async def dial(
-    store: CallStore, call_id: str, *, user: str = "u-1", campaign: str | None, attempt: int = 1
-) -> str:
+def ref(call_id: str, user: str = "u-1", job: str | None = None) -> CallRef:
+    return CallRef(user, call_id, job or f"job-{call_id}")
+
+
+async def dial(store: CallStore, call: CallRef, *, campaign: str | None, attempt: int = 1) -> str:
     found = await store.begin_dial(
-        call_id=call_id,
-        user_id=user,
-        job_id=f"job-{call_id}",
-        campaign_id=campaign,
-        assistant_id="asst-1",
-        phone_number=NUMBER,
-        attempt=attempt,
+        call, campaign_id=campaign, assistant_id="asst-1", phone_number=NUMBER, attempt=attempt
     )
     return found.state
 
@@ -44,36 +40,50 @@ async def test_the_number_is_stored_encrypted_and_read_back(
     sessionmaker: Sessions, unique_id: Ids
 ) -> None:
     store = CallStore(sessionmaker, CIPHER)
-    call_id = unique_id("call")
-    assert await dial(store, call_id, campaign=None) == "new"
-    row = await store.get(call_id)
+    call = ref(unique_id("call"))
+    assert await dial(store, call, campaign=None) == "new"
+    row = await store.get(call.call_id, user_id=call.user_id)
     assert row is not None and row.status == "dialing"
     assert NUMBER not in row.phone_number_ciphertext
-    assert await store.phone_number(call_id) == NUMBER
+    assert await store.phone_number(call) == NUMBER
 
 
 async def test_a_placement_is_never_repeated(sessionmaker: Sessions, unique_id: Ids) -> None:
     store = CallStore(sessionmaker, CIPHER)
-    call_id = unique_id("call")
-    assert await dial(store, call_id, campaign=None) == "new"
+    call = ref(unique_id("call"))
+    assert await dial(store, call, campaign=None) == "new"
     # The same attempt again, with no Vapi id recorded: the request may have gone out.
-    assert await dial(store, call_id, campaign=None) == "unknown"
-    await store.dial_failed(call_id, 1)  # the request was answered with an error
-    assert await dial(store, call_id, campaign=None) == "new"
-    await store.placed(call_id, 1, unique_id("vapi"), "queued")
+    assert await dial(store, call, campaign=None) == "unknown"
+    await store.dial_failed(call, 1)  # the request was refused: no call exists
+    assert await dial(store, call, campaign=None) == "new"
+    await store.placed(call, 1, unique_id("vapi"), "queued")
     again = await store.begin_dial(
-        call_id=call_id,
-        user_id="u-1",
-        job_id="j",
-        campaign_id=None,
-        assistant_id="a",
-        phone_number=NUMBER,
-        attempt=1,
+        call, campaign_id=None, assistant_id="a", phone_number=NUMBER, attempt=1
     )
     assert again.state == "placed" and again.vapi_call_id is not None
-    # The job's next attempt dials a new call; another user's id is refused.
-    assert await dial(store, call_id, campaign=None, attempt=2) == "new"
-    assert await dial(store, call_id, user="u-2", campaign=None, attempt=3) == "foreign"
+    # The job's next attempt dials a new call.
+    assert await dial(store, call, campaign=None, attempt=2) == "new"
+
+
+async def test_a_call_id_belongs_to_one_job_and_one_user(
+    sessionmaker: Sessions, unique_id: Ids
+) -> None:
+    store = CallStore(sessionmaker, CIPHER)
+    call_id = unique_id("call")
+    first = ref(call_id)
+    assert await dial(store, first, campaign="c") == "new"
+    # A second job with the same call id neither dials nor touches the first job's row.
+    second = ref(call_id, job="job-again")
+    assert await dial(store, second, campaign="c", attempt=2) == "taken"
+    assert await store.finish(second, CallOutcomeRecord(outcome="failed")) is False
+    # Another user's call of the same id is a call of its own.
+    assert await dial(store, ref(call_id, user="u-2"), campaign="c") == "new"
+    # Once counted, the call is not made again, even by its own job (a retry by hand).
+    assert await store.finish(first, CallOutcomeRecord(outcome="busy")) is True
+    assert await dial(store, first, campaign="c", attempt=3) == "taken"
+    mine = await store.campaign_stats("c", user_id="u-1")
+    assert mine is not None and (mine.calls_made, mine.busy) == (1, 1)
+    assert await store.campaign_stats("c", user_id="u-2") is None
 
 
 async def test_a_call_is_counted_once_with_exact_sums(
@@ -91,18 +101,14 @@ async def test_a_call_is_counted_once_with_exact_sums(
         ("timeout", 600_000, 999_999),
     ]
     for n, (outcome, duration_ms, cost_micros) in enumerate(endings):
-        call_id = unique_id(f"call{n}")
-        await dial(store, call_id, campaign=campaign)
+        call = ref(unique_id(f"call{n}"))
+        await dial(store, call, campaign=campaign)
         record = CallOutcomeRecord(
-            call_id=call_id,
-            user_id="u-1",
-            outcome=outcome,
-            duration_ms=duration_ms,
-            cost_micros=cost_micros,
+            outcome=outcome, duration_ms=duration_ms, cost_micros=cost_micros
         )
-        assert await store.finish(record) is True
+        assert await store.finish(call, record) is True
         # A retried finish (the activity ran twice) changes nothing.
-        assert await store.finish(record.model_copy(update={"outcome": "failed"})) is False
+        assert await store.finish(call, record.model_copy(update={"outcome": "failed"})) is False
     stats = await store.campaign_stats(campaign)
     assert stats is not None
     assert (stats.calls_made, stats.calls_successful, stats.calls_failed) == (7, 2, 2)
@@ -113,14 +119,10 @@ async def test_a_call_is_counted_once_with_exact_sums(
 
 async def test_concurrent_finishes_count_once(sessionmaker: Sessions, unique_id: Ids) -> None:
     store = CallStore(sessionmaker, CIPHER)
-    campaign, call_id = unique_id("campaign"), unique_id("call")
-    await dial(store, call_id, campaign=campaign)
-    record = CallOutcomeRecord(
-        call_id=call_id, user_id="u-1", outcome="completed", duration_ms=1000
-    )
-    # Another user's finish for the same call id touches nothing.
-    assert await store.finish(record.model_copy(update={"user_id": "u-2"})) is False
-    counted = await asyncio.gather(*(store.finish(record) for _ in range(5)))
+    campaign, call = unique_id("campaign"), ref(unique_id("call"))
+    await dial(store, call, campaign=campaign)
+    record = CallOutcomeRecord(outcome="completed", duration_ms=1000)
+    counted = await asyncio.gather(*(store.finish(call, record) for _ in range(5)))
     assert sorted(counted) == [False, False, False, False, True]
     stats = await store.campaign_stats(campaign)
     assert stats is not None and stats.calls_made == 1
@@ -159,19 +161,16 @@ async def test_a_live_status_never_overwrites_the_ending(
     sessionmaker: Sessions, unique_id: Ids
 ) -> None:
     store = CallStore(sessionmaker, CIPHER)
-    call_id, vapi_id = unique_id("call"), unique_id("vapi")
-    await dial(store, call_id, campaign=None)
-    await store.placed(call_id, 1, vapi_id, "queued")
-    assert await store.set_status(vapi_id, "ringing") == f"job-{call_id}"
-    await store.finish(
-        CallOutcomeRecord(call_id=call_id, user_id="u-1", vapi_call_id=vapi_id, outcome="busy")
-    )
+    call, vapi_id = ref(unique_id("call")), unique_id("vapi")
+    await dial(store, call, campaign=None)
+    await store.placed(call, 1, vapi_id, "queued")
+    assert await store.set_status(vapi_id, "ringing") == call.job_id
+    assert await store.set_status(vapi_id, "scheduled") == call.job_id  # not kept, no error
+    await store.finish(call, CallOutcomeRecord(vapi_call_id=vapi_id, outcome="busy"))
     await store.set_status(vapi_id, "in-progress")  # a late message
-    row = await store.get(call_id)
+    row = await store.get(call.call_id)
     assert row is not None and (row.status, row.outcome) == ("ended", "busy")
     assert await store.set_status(unique_id("vapi"), "ringing") is None
-    async with sessionmaker() as session:
-        assert (await session.get(VoiceCall, call_id)) is not None
 
 
 async def test_waiters_are_woken_oldest_first_and_stale_ones_dropped(

@@ -35,7 +35,7 @@ class Emulator:
     http: httpx.AsyncClient
 
     def client(self, api_key: str = emulator.DEFAULT_API_KEY) -> VapiClient:
-        return VapiClient(self.http, base_url=self.url, api_key=api_key)
+        return VapiClient(self.http, base_url=self.url, api_key=api_key, timeout_s=2)
 
 
 @pytest_asyncio.fixture

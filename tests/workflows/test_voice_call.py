@@ -33,7 +33,7 @@ from core.runs import JobRun, run_options
 from core.signals import CALL_UPDATE, SLOT_FREED, CallUpdate
 from tests.workflows.conftest import record_history
 from worker import workflow_runner
-from workflows.voice_call import CALL_TIMEOUT, POLL_INTERVAL, SLOT_RECHECK, VoiceCallWorkflow
+from workflows.voice_call import CALL_TIMEOUT, POLL_INTERVAL, SLOT_RECHECKS, VoiceCallWorkflow
 
 pytestmark = pytest.mark.workflow
 
@@ -68,6 +68,8 @@ class FakeVoice:
     no_slot: int = 0
     place_error: BaseException | None = None
     wake: list[str] = field(default_factory=list)
+    # When set, place_call waits for it (a slow dial the job is cancelled during).
+    hold_place: asyncio.Event | None = None
     calls: list[tuple[str, Any, datetime]] = field(default_factory=list)
     heartbeat_timeouts: set[timedelta | None] = field(default_factory=set)
 
@@ -85,6 +87,8 @@ class FakeVoice:
     @activity.defn(name="place_call")
     async def place(self, input: PlaceCallInput) -> PlaceCallResult:
         self._called("place_call", input)
+        if self.hold_place is not None:
+            await self.hold_place.wait()
         if self.place_error is not None:
             raise self.place_error
         if self.no_slot:
@@ -271,7 +275,8 @@ async def test_a_call_still_running_after_ten_minutes_is_ended(time_env: Workflo
     ended_at = fake.times("end_call")[0]
     assert CALL_TIMEOUT <= ended_at - placed_at < CALL_TIMEOUT + timedelta(seconds=2)
     checks = len(fake.inputs("check_call"))
-    assert CALL_TIMEOUT / POLL_INTERVAL - 1 <= checks <= CALL_TIMEOUT / POLL_INTERVAL + 1
+    # The polls, then up to three looks for the final cost and times after hanging up.
+    assert CALL_TIMEOUT / POLL_INTERVAL - 1 <= checks <= CALL_TIMEOUT / POLL_INTERVAL + 4
     [finish] = fake.inputs("finish_call")
     assert finish.final and finish.outcome == "timeout"
 
@@ -304,9 +309,9 @@ async def test_a_job_in_line_re_checks_for_a_slot(time_env: WorkflowEnvironment)
     fake = FakeVoice(checks=[[ended("customer-ended-call", "completed")]], no_slot=2)
     result = await run_call(time_env, fake)
     assert result.outcome == "completed"
-    recheck = SLOT_RECHECK.total_seconds()
-    for gap in gaps(fake.times("place_call")):
-        assert recheck <= gap < recheck + 1
+    waits = [w.total_seconds() for w in SLOT_RECHECKS[:2]]
+    for gap, wait in zip(gaps(fake.times("place_call")), waits, strict=True):
+        assert wait <= gap < wait + 1
 
 
 async def test_a_freed_slot_wakes_the_job_in_line(time_env: WorkflowEnvironment):
@@ -341,7 +346,7 @@ async def test_the_job_that_gives_a_slot_back_wakes_those_in_line(time_env: Work
             await asyncio.sleep(0.05)
         await waiting.handle.terminate()
     first, second = fake.times("place_call")[:2]
-    assert (second - first).total_seconds() < SLOT_RECHECK.total_seconds()
+    assert (second - first).total_seconds() < SLOT_RECHECKS[0].total_seconds()
 
 
 async def test_a_placement_that_fails_for_good_is_recorded_and_fails_the_job(
@@ -377,3 +382,27 @@ async def test_a_cancelled_job_hangs_up_and_frees_its_slot(time_env: WorkflowEnv
     assert end.vapi_call_id == "v-1"
     [final] = fake.inputs("finish_call")
     assert final.final and final.failure_reason == "cancelled"
+
+
+async def test_a_cancel_during_a_dial_still_hangs_up(time_env: WorkflowEnvironment):
+    # place_call does not heartbeat, so it finishes despite the cancel; the job must not
+    # carry on as if nothing happened.
+    fake = FakeVoice(checks=[[live()]], hold_place=asyncio.Event())
+    running = await start(time_env, fake)
+    async with running.worker:
+        for _ in range(100):
+            if fake.inputs("place_call"):
+                break
+            await asyncio.sleep(0.05)
+        await running.handle.cancel()
+        await asyncio.sleep(0.3)
+        assert fake.hold_place is not None
+        fake.hold_place.set()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await running.handle.result()
+    assert isinstance(failure.value.cause, CancelledError)
+    assert fake.inputs("check_call") == []
+    [end] = fake.inputs("end_call")
+    assert end.vapi_call_id == "v-1"
+    [final] = fake.inputs("finish_call")
+    assert final.failure_reason == "cancelled"

@@ -50,10 +50,9 @@ def upgrade() -> None:
         sa.CheckConstraint(
             f"outcome IS NULL OR outcome IN ({_OUTCOMES})", name=op.f("ck_voice_calls_outcome")
         ),
-        sa.PrimaryKeyConstraint("call_id", name=op.f("pk_voice_calls")),
+        sa.PrimaryKeyConstraint("user_id", "call_id", name=op.f("pk_voice_calls")),
         sa.UniqueConstraint("vapi_call_id", name=op.f("uq_voice_calls_vapi_call_id")),
     )
-    op.create_index("ix_voice_calls_user_id", "voice_calls", ["user_id"])
     op.create_index("ix_voice_calls_campaign_id", "voice_calls", ["campaign_id"])
     op.create_table(
         "voice_campaigns",
@@ -68,9 +67,8 @@ def upgrade() -> None:
         sa.Column("total_duration_ms", sa.BigInteger(), nullable=False),
         sa.Column("total_cost_micros", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("campaign_id", name=op.f("pk_voice_campaigns")),
+        sa.PrimaryKeyConstraint("user_id", "campaign_id", name=op.f("pk_voice_campaigns")),
     )
-    op.create_index("ix_voice_campaigns_user_id", "voice_campaigns", ["user_id"])
     op.create_table(
         "concurrency_slots",
         sa.Column("pool", sa.String(length=64), nullable=False),
@@ -94,8 +92,6 @@ def downgrade() -> None:
     op.drop_index("ix_concurrency_waiters_pool_since", table_name="concurrency_waiters")
     op.drop_table("concurrency_waiters")
     op.drop_table("concurrency_slots")
-    op.drop_index("ix_voice_campaigns_user_id", table_name="voice_campaigns")
     op.drop_table("voice_campaigns")
     op.drop_index("ix_voice_calls_campaign_id", table_name="voice_calls")
-    op.drop_index("ix_voice_calls_user_id", table_name="voice_calls")
     op.drop_table("voice_calls")

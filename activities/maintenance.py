@@ -1,0 +1,124 @@
+"""Activities of the maintenance jobs: agent memory cleanup and pattern consolidation.
+
+``clean_memory`` runs one cleanup step (expired entries, or low-performance patterns) in
+chunks of ``CHUNK`` ids, each chunk one short transaction that also records the step's
+progress (``db.memory.MemoryCleaner``), so a retried attempt, even after its worker was
+killed mid-chunk, starts after the last committed chunk with exact counts. It heartbeats
+after every chunk (a cancel reaches it) and returns after ``TIME_BUDGET_S``; the workflow
+asks again until the step is done.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from temporalio import activity
+
+from activities import Dependencies
+from activities.heartbeat import auto_heartbeat, heartbeat
+from core.logging import get_logger
+from db.memory import MemoryCleaner, PatternConsolidator, StepKey
+
+log = get_logger(__name__)
+
+CHUNK = 1000
+TIME_BUDGET_S = 300.0
+
+CleanupStep = Literal["expired", "low_performance"]
+
+
+class CleanMemoryInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    step: CleanupStep
+    # Entries that expired before this instant (the job's start, the same for every chunk).
+    cutoff: datetime
+    min_success_rate: float = 0.0
+    min_usage_count: int = 0
+
+
+class CleanMemoryResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    done: bool
+    deleted: int
+    chunks: int
+
+
+class ConsolidateInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    agent_id: str | None
+    session_id: str | None
+    threshold: float
+
+
+class ConsolidateResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    agents: int
+    groups: int
+    merged: int
+
+
+class MaintenanceActivities:
+    def __init__(self, cleaner: MemoryCleaner, consolidator: PatternConsolidator) -> None:
+        self._cleaner = cleaner
+        self._consolidator = consolidator
+
+    @activity.defn(name="clean_memory")
+    @auto_heartbeat
+    async def clean_memory(self, input: CleanMemoryInput) -> CleanMemoryResult:
+        info = activity.info()
+        key = StepKey(info.workflow_id or "", info.workflow_run_id or "", input.step)
+        started = time.monotonic()
+        progress = await self._cleaner.progress(key)
+        while not progress.done and time.monotonic() - started < TIME_BUDGET_S:
+            if input.step == "expired":
+                progress = await self._cleaner.delete_expired(key, cutoff=input.cutoff, chunk=CHUNK)
+            else:
+                progress = await self._cleaner.delete_low_performers(
+                    key,
+                    min_success_rate=input.min_success_rate,
+                    min_usage_count=input.min_usage_count,
+                    chunk=CHUNK,
+                )
+            heartbeat({"after_id": progress.after_id, "deleted": progress.deleted})
+        if progress.done:
+            log.info(
+                "memory.cleanup_step_done",
+                step=input.step,
+                deleted=progress.deleted,
+                chunks=progress.chunks,
+            )
+        return CleanMemoryResult(
+            done=progress.done, deleted=progress.deleted, chunks=progress.chunks
+        )
+
+    @activity.defn(name="consolidate_patterns")
+    @auto_heartbeat
+    async def consolidate_patterns(self, input: ConsolidateInput) -> ConsolidateResult:
+        agents = await self._consolidator.agents(
+            agent_id=input.agent_id, session_id=input.session_id
+        )
+        groups = merged = 0
+        for n, agent_id in enumerate(agents):
+            done = await self._consolidator.consolidate_agent(
+                agent_id, session_id=input.session_id, threshold=input.threshold
+            )
+            groups += done.groups
+            merged += done.merged
+            heartbeat({"agents_done": n + 1})
+        log.info("memory.consolidated", agents=len(agents), groups=groups, merged=merged)
+        return ConsolidateResult(agents=len(agents), groups=groups, merged=merged)
+
+
+def build_maintenance_activities(deps: Dependencies) -> list[Callable[..., Any]]:
+    maintenance = MaintenanceActivities(
+        MemoryCleaner(deps.sessions), PatternConsolidator(deps.sessions)
+    )
+    return [maintenance.clean_memory, maintenance.consolidate_patterns]
