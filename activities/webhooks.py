@@ -26,10 +26,12 @@ from core.crypto import TokenCipher, token_key
 from core.errors import (
     DELIVERY_FAILED,
     DELIVERY_REJECTED,
+    ENDPOINT_DISABLED,
     RESOURCE_NOT_FOUND,
     TARGET_FORBIDDEN,
 )
 from core.logging import get_logger
+from db.dead_letters import DeadLetterStore
 from db.models import AttemptOutcome
 from db.secrets import SecretNotFound, SecretStore
 from db.webhooks import NewAttempt, NewDelivery, WebhookDeliveryStore
@@ -88,7 +90,11 @@ def webhook_body(input: DeliverWebhookInput) -> bytes:
 
 def _delivery(input: DeliverWebhookInput) -> NewDelivery:
     return NewDelivery(
-        user_id=input.user_id, url=input.url, event_type=input.event_type, payload=input.payload
+        user_id=input.user_id,
+        url=input.url,
+        event_type=input.event_type,
+        payload=input.payload,
+        secret_id=input.secret_id,
     )
 
 
@@ -96,11 +102,17 @@ class WebhookActivities:
     """Activities that talk to customers' webhook endpoints."""
 
     def __init__(
-        self, sender: WebhookSender, store: WebhookDeliveryStore, secrets: SecretStore
+        self,
+        sender: WebhookSender,
+        store: WebhookDeliveryStore,
+        secrets: SecretStore,
+        endpoints: DeadLetterStore | None = None,
     ) -> None:
         self._sender = sender
         self._store = store
         self._secrets = secrets
+        # Endpoints disabled after a 410 Gone (None: never checked, as in some tests).
+        self._endpoints = endpoints
 
     async def _secret(self, input: DeliverWebhookInput) -> str:
         if input.secret_id is None:
@@ -129,6 +141,15 @@ class WebhookActivities:
         unrecorded = [Attempt.model_validate(a) for a in _carried(info.heartbeat_details)]
         if unrecorded and await self._record(input, unrecorded):
             unrecorded = []
+        if self._endpoints is not None and await self._endpoints.is_disabled(
+            input.user_id, input.url
+        ):
+            raise ApplicationError(
+                "endpoint_disabled: the endpoint answered 410 Gone before; enable it with "
+                "enable_webhook_endpoint(url) to deliver to it again",
+                type=ENDPOINT_DISABLED,
+                non_retryable=True,
+            )
         # Read before the POST: if the store is away, no request has been sent yet.
         secret = await self._secret(input)
         started_at = datetime.now(UTC)
@@ -179,6 +200,13 @@ class WebhookActivities:
                 error=outcome.error,
             )
         if outcome.kind == "permanent":
+            if outcome.status_code == 410 and self._endpoints is not None:
+                endpoints = self._endpoints
+                await record_after(
+                    lambda: endpoints.disable_endpoint(input.user_id, input.url, "410 Gone"),
+                    what="disabled endpoint",
+                    job_id=input.delivery_id,
+                )
             forbidden = outcome.status_code is None and "not public" in (outcome.error or "")
             raise ApplicationError(
                 f"webhook rejected: {detail}",
@@ -235,5 +263,6 @@ def build_webhook_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         sender,
         WebhookDeliveryStore(deps.sessions),
         SecretStore(deps.sessions, TokenCipher(at_rest), at_rest),
+        DeadLetterStore(deps.sessions),
     )
     return [webhooks.deliver_webhook, webhooks.record_attempts]

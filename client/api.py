@@ -95,6 +95,10 @@ list_schedules = _on_shared_queue(JobQueue.list_schedules)
 pause_schedule = _on_shared_queue(JobQueue.pause_schedule)
 unpause_schedule = _on_shared_queue(JobQueue.unpause_schedule)
 trigger_schedule = _on_shared_queue(JobQueue.trigger_schedule)
+list_dead_webhooks = _on_shared_queue(JobQueue.list_dead_webhooks)
+redeliver_webhooks = _on_shared_queue(JobQueue.redeliver_webhooks)
+discard_webhooks = _on_shared_queue(JobQueue.discard_webhooks)
+enable_webhook_endpoint = _on_shared_queue(JobQueue.enable_webhook_endpoint)
 
 
 class AddTypedJob(Protocol[DataT_contra]):

@@ -16,6 +16,7 @@ from core.config import Settings
 from core.errors import UnknownJobType, UnknownQueue
 from core.jobs import JobType
 from core.queues import QueueName, QueueSpec
+from db.dead_letters import DeadLetterStore
 from db.dedup import JobKeyStore
 from db.email import EmailAccountStore
 from db.enrichment import EnrichmentStore
@@ -70,6 +71,7 @@ class QueueBase:
         calls: CallStore | None = None,
         inputs: JobInputStore | None = None,
         enrichment: EnrichmentStore | None = None,
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -81,6 +83,7 @@ class QueueBase:
         self.calls = calls
         self.inputs = inputs
         self.enrichment = enrichment
+        self.dead_letters = dead_letters
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     @staticmethod

@@ -3,8 +3,8 @@
 A job is a workflow execution whose id is the job id; its queue is the task queue of the
 same name. Redis holds the job records and statistics for fast reads; Temporal stays the
 source of truth and answers when Redis cannot. Each part of the API has its own module:
-``enqueue``, ``reads``, ``stats``, ``operations``, ``mailboxes``, ``calls``, ``enrichment``
-and ``schedules``.
+``enqueue``, ``reads``, ``stats``, ``operations``, ``mailboxes``, ``calls``, ``enrichment``,
+``schedules`` and ``dead_letters``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from redis.exceptions import RedisError
 
 from client.calls import Calls
+from client.dead_letters import DeadLetters
 from client.enqueue import Enqueue
 from client.enrichment import Enrichment
 from client.mailboxes import Mailboxes
@@ -26,6 +27,7 @@ from core.config import Settings, get_settings
 from core.crypto import TokenCipher, token_key
 from core.logging import get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
+from db.dead_letters import DeadLetterStore
 from db.dedup import JobKeyStore
 from db.email import EmailAccountStore
 from db.enrichment import EnrichmentStore
@@ -39,7 +41,9 @@ from tracking.store import JobTracker, connect_redis
 log = get_logger("jobs.client")
 
 
-class JobQueue(Enqueue, Reads, Stats, Operations, Mailboxes, Calls, Enrichment, Schedules):
+class JobQueue(
+    Enqueue, Reads, Stats, Operations, Mailboxes, Calls, Enrichment, Schedules, DeadLetters
+):
     """All queue operations; module-level functions (``client.api``) use one shared instance."""
 
     @classmethod
@@ -81,6 +85,7 @@ class JobQueue(Enqueue, Reads, Stats, Operations, Mailboxes, Calls, Enrichment, 
             calls=CallStore(sessions, cipher),
             inputs=JobInputStore(sessions),
             enrichment=EnrichmentStore(sessions),
+            dead_letters=DeadLetterStore(sessions),
         )
         queue._closers = [redis.aclose, engine.dispose]
         return queue

@@ -85,6 +85,8 @@ AUTHENTICATION_FAILED = "AuthenticationFailed"
 RESOURCE_NOT_FOUND = "ResourceNotFound"
 INVALID_CONFIGURATION = "InvalidConfiguration"
 DELIVERY_REJECTED = "DeliveryRejected"  # the webhook receiver refused the message
+# The endpoint answered 410 Gone before: nothing is sent until it is enabled again.
+ENDPOINT_DISABLED = "EndpointDisabled"
 TARGET_FORBIDDEN = "TargetForbidden"  # the webhook target is not a public address
 REAUTH_REQUIRED = "ReauthRequired"  # the user must connect the account again
 PERMISSION_DENIED = "PermissionDenied"
@@ -107,6 +109,7 @@ NON_RETRYABLE_ERROR_TYPES: tuple[str, ...] = (
     RESOURCE_NOT_FOUND,
     INVALID_CONFIGURATION,
     DELIVERY_REJECTED,
+    ENDPOINT_DISABLED,
     TARGET_FORBIDDEN,
     REAUTH_REQUIRED,
     PERMISSION_DENIED,

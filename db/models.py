@@ -62,6 +62,12 @@ class WebhookDelivery(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer)
+    # The stored signing secret's id (db/secrets.py), so a dead letter can be redelivered.
+    secret_id: Mapped[str | None] = mapped_column(String(64))
+    # A failed delivery is a dead letter until it is redelivered (the new job's id) or
+    # discarded.
+    redelivered_as: Mapped[str | None] = mapped_column(String(255))
+    discarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -431,3 +437,15 @@ class CleanupProgress(Base):
     deleted: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     chunks: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WebhookEndpointDisabled(Base):
+    """A user's endpoint that answered 410 Gone: no delivery is attempted until it is enabled."""
+
+    __tablename__ = "webhook_endpoints_disabled"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    url_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    disabled_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -41,6 +41,7 @@ class NewDelivery(BaseModel):
     url: str
     event_type: str
     payload: dict[str, Any]
+    secret_id: str | None = None
 
 
 class DeliveryNotFound(LookupError):
@@ -58,6 +59,9 @@ class DeliveryRecord(BaseModel):
     payload: dict[str, Any]
     status: DeliveryStatus
     attempts: int
+    secret_id: str | None = None
+    redelivered_as: str | None = None
+    discarded_at: datetime | None = None
     last_status_code: int | None
     last_error: str | None
     created_at: datetime
@@ -111,6 +115,7 @@ class _Statements:
             url=bindparam("url"),
             event_type=bindparam("event_type"),
             payload=bindparam("payload", type_=delivery.payload.type),
+            secret_id=bindparam("secret_id"),
             created_at=bindparam("now"),
             delivered_at=bindparam("delivered_at"),
             failed_at=bindparam("failed_at"),
