@@ -37,13 +37,11 @@ from activities import Dependencies, build_activities
 from core import temporal
 from core.catalog import implemented_queues
 from core.config import ConfigError, Settings, load_settings
-from core.crypto import token_key
 from core.errors import DatabaseUnavailable, SchemaNotReady
 from core.logging import configure_logging, exit_process, get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
 from core.schedules import declared_schedules, sync_schedules
 from core.temporal import connect
-from db.housekeeping import housekeeping_loop
 from db.schema import ensure_schema
 from db.session import create_engine, create_sessionmaker
 from tracking.interceptor import JobTrackingInterceptor
@@ -368,9 +366,6 @@ async def run(queues: list[QueueName], settings: Settings) -> int:
             reconcile_loop(reconciler, runtime.interceptor, [q.value for q in runtime.workers]),
             name="reconcile",
         )
-        housekeeping_task = asyncio.create_task(
-            housekeeping_loop(runtime.deps.sessions, token_key(settings)), name="housekeeping"
-        )
         run_tasks = {
             asyncio.create_task(w.run(), name=f"worker-{q.value}"): q
             for q, queue_workers in runtime.workers.items()
@@ -394,9 +389,8 @@ async def run(queues: list[QueueName], settings: Settings) -> int:
 
         await stop_gracefully(runtime, settings.worker_shutdown_grace_seconds)
         await asyncio.gather(*run_tasks, return_exceptions=True)
-        for task in (reconcile_task, housekeeping_task):
-            task.cancel()
-        await asyncio.gather(reconcile_task, housekeeping_task, return_exceptions=True)
+        reconcile_task.cancel()
+        await asyncio.gather(reconcile_task, return_exceptions=True)
     log.info("worker.stopped", exit_code=stop.exit_code)
     return stop.exit_code
 

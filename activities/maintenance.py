@@ -1,4 +1,5 @@
-"""Activities of the maintenance jobs: agent memory cleanup and pattern consolidation.
+"""Activities of the maintenance jobs: agent memory cleanup and pattern consolidation, and the
+housekeeping purge of expired rows.
 
 ``clean_memory`` runs one cleanup step (expired entries, or low-performance patterns) in
 chunks of ``CHUNK`` ids, each chunk one short transaction that also records the step's
@@ -20,8 +21,13 @@ from temporalio import activity
 
 from activities import Dependencies
 from activities.heartbeat import auto_heartbeat, heartbeat
+from core.crypto import TokenCipher, token_key
 from core.logging import get_logger
+from db.dedup import JobKeyStore
+from db.housekeeping import purge_once
+from db.job_inputs import JobInputStore
 from db.memory import MemoryCleaner, PatternConsolidator, StepKey
+from db.secrets import SecretStore
 
 log = get_logger(__name__)
 
@@ -65,10 +71,32 @@ class ConsolidateResult(BaseModel):
     merged: int
 
 
+class PurgeResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    dedup_keys: int
+    job_secrets: int
+    job_inputs: int
+
+
 class MaintenanceActivities:
-    def __init__(self, cleaner: MemoryCleaner, consolidator: PatternConsolidator) -> None:
+    def __init__(
+        self,
+        cleaner: MemoryCleaner,
+        consolidator: PatternConsolidator,
+        purgers: tuple[JobKeyStore, SecretStore, JobInputStore],
+    ) -> None:
         self._cleaner = cleaner
         self._consolidator = consolidator
+        self._purgers = purgers
+
+    @activity.defn(name="purge_expired_rows")
+    @auto_heartbeat
+    async def purge_expired_rows(self) -> PurgeResult:
+        """Delete expired job-id dedup keys, job secrets and stored job inputs."""
+        keys, secrets, inputs = await purge_once(*self._purgers)
+        log.info("housekeeping.purged", dedup_keys=keys, job_secrets=secrets, job_inputs=inputs)
+        return PurgeResult(dedup_keys=keys, job_secrets=secrets, job_inputs=inputs)
 
     @activity.defn(name="clean_memory")
     @auto_heartbeat
@@ -118,7 +146,18 @@ class MaintenanceActivities:
 
 
 def build_maintenance_activities(deps: Dependencies) -> list[Callable[..., Any]]:
+    at_rest = token_key(deps.settings)
     maintenance = MaintenanceActivities(
-        MemoryCleaner(deps.sessions), PatternConsolidator(deps.sessions)
+        MemoryCleaner(deps.sessions),
+        PatternConsolidator(deps.sessions),
+        (
+            JobKeyStore(deps.sessions),
+            SecretStore(deps.sessions, TokenCipher(at_rest), at_rest),
+            JobInputStore(deps.sessions),
+        ),
     )
-    return [maintenance.clean_memory, maintenance.consolidate_patterns]
+    return [
+        maintenance.clean_memory,
+        maintenance.consolidate_patterns,
+        maintenance.purge_expired_rows,
+    ]

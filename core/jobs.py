@@ -36,6 +36,8 @@ class JobType(StrEnum):
     WORKFLOW_EXECUTION = "workflow_execution"
     MEMORY_CLEANUP = "memory_cleanup"
     MEMORY_CONSOLIDATION = "memory_consolidation"
+    # The system's own: purges what no job can need any more (run by its schedule).
+    HOUSEKEEPING = "housekeeping"
     WEBHOOK_DELIVERY = "webhook_delivery"
 
 
@@ -196,6 +198,10 @@ class MemoryConsolidationOptions(JobData):
 class MemoryConsolidationJobData(JobData):
     type: Literal["memory_consolidation"] = "memory_consolidation"
     options: MemoryConsolidationOptions = Field(default_factory=MemoryConsolidationOptions)
+
+
+class HousekeepingJobData(JobData):
+    type: Literal["housekeeping"] = "housekeeping"
 
 
 WEBHOOK_SECRET_PREFIX = "whsec_"

@@ -33,7 +33,13 @@ from temporalio.client import (
 
 from core.catalog import JOB_KINDS
 from core.config import ConfigError
-from core.jobs import JobData, JobType, MemoryCleanupJobData, MemoryConsolidationJobData
+from core.jobs import (
+    HousekeepingJobData,
+    JobData,
+    JobType,
+    MemoryCleanupJobData,
+    MemoryConsolidationJobData,
+)
 from core.logging import get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
 from core.runs import JobRun, run_options
@@ -90,6 +96,7 @@ DECLARED: tuple[Declared, ...] = (
         MemoryConsolidationJobData(),
         cron="30 3 * * *",
     ),
+    Declared("housekeeping", JobType.HOUSEKEEPING, HousekeepingJobData(), cron="17 * * * *"),
 )
 
 

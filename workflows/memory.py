@@ -1,4 +1,5 @@
-"""MEMORY_CLEANUP and MEMORY_CONSOLIDATION: agent memory maintenance (US-007).
+"""MEMORY_CLEANUP and MEMORY_CONSOLIDATION: agent memory maintenance (US-007); and the
+system's HOUSEKEEPING purge.
 
 Cleanup removes expired memory entries and, when asked, patterns whose success rate stayed
 below ``minSuccessRate`` after at least ``minUsageCount`` uses. Each step is a series of
@@ -22,9 +23,15 @@ with workflow.unsafe.imports_passed_through():
         CleanupStep,
         ConsolidateInput,
         MaintenanceActivities,
+        PurgeResult,
     )
     from core.catalog import WORKFLOW_NAMES
-    from core.jobs import JobType, MemoryCleanupJobData, MemoryConsolidationJobData
+    from core.jobs import (
+        HousekeepingJobData,
+        JobType,
+        MemoryCleanupJobData,
+        MemoryConsolidationJobData,
+    )
     from core.runs import JobRun
 
 
@@ -96,3 +103,14 @@ class MemoryConsolidationWorkflow:
             **policies.long_step(job.run),
         )
         return MemoryConsolidationResult(agents=done.agents, groups=done.groups, merged=done.merged)
+
+
+@workflow.defn(name=WORKFLOW_NAMES[JobType.HOUSEKEEPING])
+class HousekeepingWorkflow:
+    """The system's own purge of expired job-id dedup keys, job secrets and stored inputs."""
+
+    @workflow.run
+    async def run(self, job: JobRun[HousekeepingJobData]) -> PurgeResult:
+        return await workflow.execute_activity_method(
+            MaintenanceActivities.purge_expired_rows, **policies.long_step(job.run)
+        )

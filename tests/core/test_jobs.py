@@ -44,6 +44,7 @@ EXAMPLES: dict[JobType, dict[str, Any]] = {
         "metadata": {"campaign": "spring"},
     },
     JobType.SEO_AUDIT: {"user_id": "u1", "url": "https://example.com/", "strategy": "desktop"},
+    JobType.HOUSEKEEPING: {"type": "housekeeping"},
     JobType.KEYWORD_ANALYSIS: {
         "user_id": "u1",
         "keywords": ["crm", "bots"],
@@ -123,8 +124,10 @@ def test_snake_and_camel_case_both_validate_to_the_same_model(job_type: JobType)
     from_snake = model.model_validate(snake)
     from_camel = model.model_validate(camel(snake))
     assert from_snake == from_camel
-    # The example really exercises the aliases (every model has a multi-word field).
-    assert repr(camel(snake)) != repr(snake)
+    # The example really exercises the aliases (every model but the system's housekeeping,
+    # which takes nothing, has a multi-word field).
+    if job_type is not JobType.HOUSEKEEPING:
+        assert repr(camel(snake)) != repr(snake)
 
 
 @pytest.mark.parametrize("job_type", list(JobType))

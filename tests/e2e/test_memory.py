@@ -27,6 +27,7 @@ from core.jobs import JobType, MemoryCleanupJobData
 from core.queues import QueueName, QueueSpec, load_catalog
 from core.schedules import DECLARED, SCHEDULE_PREFIX, Declared, sync_schedules
 from db.base import utcnow
+from db.dedup import JobKeyStore
 from db.memory import MemoryStore
 from db.migrate import upgrade_database
 from db.models import AgentMemory, AgentPattern, CleanupProgress
@@ -310,3 +311,23 @@ async def test_schedules_sync_idempotently_and_are_operable(job_queue: JobQueue)
     removed = await sync_schedules(client, DECLARED)
     assert extra.schedule_id in removed.deleted
     assert all(s.startswith(SCHEDULE_PREFIX) for s in removed.deleted)
+
+
+async def test_housekeeping_as_a_job_purges_expired_rows(memory_env):
+    settings, _, sessions = memory_env
+    keys = JobKeyStore(sessions)
+    for n in range(3):
+        await keys.claim(f"old-{n}", "webhooks", "webhook_delivery", "u", -timedelta(days=1))
+    await keys.claim("kept", "webhooks", "webhook_delivery", "u", timedelta(days=1))
+    catalog = maintenance_catalog()
+    queue = await JobQueue.connect(settings, catalog=catalog)
+    try:
+        async with running_workers(settings, [QueueName.MAINTENANCE], catalog):
+            job = await queue.add_job("maintenance", "housekeeping", {})
+            info = await finished(queue, job.id)
+        assert info.state is JobState.COMPLETED and info.result["dedup_keys"] == 3
+        assert not (
+            await keys.claim("kept", "webhooks", "webhook_delivery", "u", timedelta(1))
+        ).claimed
+    finally:
+        await queue.close()

@@ -18,13 +18,23 @@ from activities.maintenance import (
     CleanMemoryResult,
     ConsolidateInput,
     ConsolidateResult,
+    PurgeResult,
 )
-from core.jobs import JobType, MemoryCleanupJobData, MemoryConsolidationJobData
+from core.jobs import (
+    HousekeepingJobData,
+    JobType,
+    MemoryCleanupJobData,
+    MemoryConsolidationJobData,
+)
 from core.queues import DEFAULT_CATALOG, QueueName
 from core.runs import JobRun, run_options
 from tests.workflows.conftest import record_history
 from worker import workflow_runner
-from workflows.memory import MemoryCleanupWorkflow, MemoryConsolidationWorkflow
+from workflows.memory import (
+    HousekeepingWorkflow,
+    MemoryCleanupWorkflow,
+    MemoryConsolidationWorkflow,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -36,6 +46,7 @@ class FakeMaintenance:
     calls_per_step: int = 3
     cleaned: list[CleanMemoryInput] = field(default_factory=list)
     consolidated: list[ConsolidateInput] = field(default_factory=list)
+    purged: int = 0
 
     @activity.defn(name="clean_memory")
     async def clean(self, input: CleanMemoryInput) -> CleanMemoryResult:
@@ -46,6 +57,11 @@ class FakeMaintenance:
             done=calls >= self.calls_per_step, deleted=calls * per_call, chunks=calls * 10
         )
 
+    @activity.defn(name="purge_expired_rows")
+    async def purge(self) -> PurgeResult:
+        self.purged += 1
+        return PurgeResult(dedup_keys=3, job_secrets=2, job_inputs=1)
+
     @activity.defn(name="consolidate_patterns")
     async def consolidate(self, input: ConsolidateInput) -> ConsolidateResult:
         self.consolidated.append(input)
@@ -55,17 +71,17 @@ class FakeMaintenance:
 async def run(env: WorkflowEnvironment, fake: FakeMaintenance, workflow: Any, data: Any,
               history: str | None = None) -> Any:  # fmt: skip
     queue = f"maintenance-test-{uuid.uuid4().hex[:8]}"
-    job_type = (
-        JobType.MEMORY_CLEANUP
-        if workflow is MemoryCleanupWorkflow
-        else JobType.MEMORY_CONSOLIDATION
-    )
+    job_type = {
+        MemoryCleanupWorkflow: JobType.MEMORY_CLEANUP,
+        MemoryConsolidationWorkflow: JobType.MEMORY_CONSOLIDATION,
+        HousekeepingWorkflow: JobType.HOUSEKEEPING,
+    }[workflow]
     run_opts = run_options(DEFAULT_CATALOG[QueueName.MAINTENANCE], job_type)
     async with Worker(
         env.client,
         task_queue=queue,
-        workflows=[MemoryCleanupWorkflow, MemoryConsolidationWorkflow],
-        activities=[fake.clean, fake.consolidate],
+        workflows=[MemoryCleanupWorkflow, MemoryConsolidationWorkflow, HousekeepingWorkflow],
+        activities=[fake.clean, fake.consolidate, fake.purge],
         workflow_runner=workflow_runner(),
     ):
         handle = await env.client.start_workflow(
@@ -114,3 +130,12 @@ async def test_consolidation_passes_its_scope_through(time_env: WorkflowEnvironm
     [asked] = fake.consolidated
     assert (asked.agent_id, asked.session_id, asked.threshold) == ("agent-7", "s-1", 0.9)
     assert (result.agents, result.groups, result.merged) == (2, 3, 5)
+
+
+async def test_housekeeping_purges_once_and_reports_the_counts(time_env: WorkflowEnvironment):
+    fake = FakeMaintenance()
+    result = await run(
+        time_env, fake, HousekeepingWorkflow, HousekeepingJobData(), history="housekeeping"
+    )
+    assert fake.purged == 1
+    assert (result.dedup_keys, result.job_secrets, result.job_inputs) == (3, 2, 1)
