@@ -50,6 +50,15 @@ POLL_INTERVAL = timedelta(seconds=10)
 # A job in line for a call slot asks again after these waits (the last repeats) even when
 # nobody wakes it; woken, it asks at once.
 SLOT_RECHECKS = (timedelta(seconds=30), timedelta(seconds=60), timedelta(seconds=120))
+# A job waits in line for at most this many asks per run, then continues as new (about
+# three hours), so a long wait for a slot never grows one history without bound.
+ASKS_PER_RUN = 100
+
+
+class VoiceCallInput(JobRun[VoiceCallJobData]):
+    """The job's input; a run continued while waiting for a slot carries its attempt."""
+
+    attempt: int = 1
 
 
 class VoiceCallResult(BaseModel):
@@ -99,13 +108,15 @@ class VoiceCallWorkflow:
         return self._status
 
     @workflow.run
-    async def run(self, job: JobRun[VoiceCallJobData]) -> VoiceCallResult:
+    async def run(self, job: VoiceCallInput) -> VoiceCallResult:
         data = job.data
         if data.phone_number_id is None:
             raise ApplicationError("the job has no stored phone number", non_retryable=True)
         attempts = job.run.retry.maximum_attempts
-        backoff = timedelta(milliseconds=job.run.retry.initial_interval_ms)
-        attempt = 1
+        attempt = job.attempt
+        backoff = timedelta(milliseconds=job.run.retry.initial_interval_ms) * (
+            job.run.retry.backoff_coefficient ** (attempt - 1)
+        )
         try:
             while True:
                 snapshot = await self._one_attempt(job, attempt)
@@ -162,7 +173,7 @@ class VoiceCallWorkflow:
         except ActivityError:
             workflow.logger.warning("voice.end_on_cancel_failed")
 
-    async def _one_attempt(self, job: JobRun[VoiceCallJobData], attempt: int) -> CallSnapshot:
+    async def _one_attempt(self, job: VoiceCallInput, attempt: int) -> CallSnapshot:
         data = job.data
         self._vapi_call_id, self._status, self._nudged = None, "queued", False
         asks = 0
@@ -188,6 +199,9 @@ class VoiceCallWorkflow:
                 _raise_if_cancelled()
                 break
             _raise_if_cancelled()
+            if asks >= ASKS_PER_RUN:
+                # Still in line (holder and place are the job id's): a fresh history goes on.
+                workflow.continue_as_new(job.model_copy(update={"attempt": attempt}))
             recheck = SLOT_RECHECKS[min(asks, len(SLOT_RECHECKS) - 1)]
             asks += 1
             try:

@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+import workflows.voice_call
 from activities.voice import (
     CallSnapshot,
     CheckCallInput,
@@ -29,11 +31,17 @@ from activities.voice import (
 from core.errors import CALL_FAILED, INVALID_CONFIGURATION
 from core.jobs import JobType, VoiceCallJobData
 from core.queues import DEFAULT_CATALOG, QueueName
-from core.runs import JobRun, run_options
+from core.runs import run_options
 from core.signals import CALL_UPDATE, SLOT_FREED, CallUpdate
 from tests.workflows.conftest import record_history
 from worker import workflow_runner
-from workflows.voice_call import CALL_TIMEOUT, POLL_INTERVAL, SLOT_RECHECKS, VoiceCallWorkflow
+from workflows.voice_call import (
+    CALL_TIMEOUT,
+    POLL_INTERVAL,
+    SLOT_RECHECKS,
+    VoiceCallInput,
+    VoiceCallWorkflow,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -115,9 +123,9 @@ class FakeVoice:
         return FinishCallResult(counted=input.final, wake=self.wake)
 
 
-def voice_job(queue: str, **data: Any) -> JobRun[VoiceCallJobData]:
+def voice_job(queue: str, **data: Any) -> VoiceCallInput:
     run = run_options(DEFAULT_CATALOG[QueueName.VOICE], JobType.VOICE_CALL)
-    return JobRun[VoiceCallJobData](
+    return VoiceCallInput(
         data=VoiceCallJobData.model_validate(
             {
                 "userId": "u-1",
@@ -137,14 +145,17 @@ class Running:
     worker: Worker
 
 
-async def start(env: WorkflowEnvironment, fake: FakeVoice, **data: Any) -> Running:
+async def start(
+    env: WorkflowEnvironment, fake: FakeVoice, *, sandboxed: bool = True, **data: Any
+) -> Running:
     queue = f"voice-test-{uuid.uuid4().hex[:8]}"
     worker = Worker(
         env.client,
         task_queue=queue,
         workflows=[VoiceCallWorkflow],
         activities=[fake.place, fake.check, fake.end, fake.finish],
-        workflow_runner=workflow_runner(),
+        # The sandbox imports the workflow module afresh; a patched constant needs none.
+        workflow_runner=workflow_runner() if sandboxed else UnsandboxedWorkflowRunner(),
     )
     handle = await env.client.start_workflow(
         VoiceCallWorkflow.run,
@@ -406,3 +417,20 @@ async def test_a_cancel_during_a_dial_still_hangs_up(time_env: WorkflowEnvironme
     assert end.vapi_call_id == "v-1"
     [final] = fake.inputs("finish_call")
     assert final.failure_reason == "cancelled"
+
+
+async def test_a_long_wait_in_line_continues_as_new(
+    time_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(workflows.voice_call, "ASKS_PER_RUN", 2)
+    fake = FakeVoice(checks=[[ended("customer-ended-call", "completed")]], no_slot=3)
+    running = await start(time_env, fake, sandboxed=False)
+    async with running.worker:
+        result = await running.handle.result()
+    assert result.outcome == "completed" and result.attempts == 1
+    assert [p.attempt for p in fake.inputs("place_call")] == [1, 1, 1, 1]
+    first = time_env.client.get_workflow_handle(
+        running.handle.id, run_id=running.handle.first_execution_run_id
+    )
+    events = (await first.fetch_history()).events
+    assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
