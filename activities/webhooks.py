@@ -144,9 +144,22 @@ class WebhookActivities:
         if self._endpoints is not None and await self._endpoints.is_disabled(
             input.user_id, input.url
         ):
+            # Recorded as the final attempt, so the delivery becomes a dead letter that can be
+            # redelivered once the endpoint is enabled again.
+            refused = Attempt(
+                attempt=info.attempt,
+                started_at=datetime.now(UTC),
+                duration_ms=0.0,
+                status_code=None,
+                error="endpoint_disabled",
+                outcome="failed",
+            )
+            recorded = await self._record(input, [*unrecorded, refused])
             raise ApplicationError(
                 "endpoint_disabled: the endpoint answered 410 Gone before; enable it with "
                 "enable_webhook_endpoint(url) to deliver to it again",
+                # The workflow records what this attempt could not.
+                *([] if recorded else [a.model_dump(mode="json") for a in [*unrecorded, refused]]),
                 type=ENDPOINT_DISABLED,
                 non_retryable=True,
             )

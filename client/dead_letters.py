@@ -3,6 +3,7 @@ id or by filter, and enable an endpoint that was disabled after a 410 Gone."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -82,7 +83,8 @@ class DeadLetters(QueueBase):
         for delivery_id in await store.matching_ids(which):
             job_id = f"{delivery_id}.redelivery"
             # Redelivering a redelivery makes ids longer: keep them within the job-id rule.
-            job_id = job_id if len(job_id) <= 200 else f"redelivery-{abs(hash(job_id))}"
+            if len(job_id) > 200:
+                job_id = f"redelivery-{hashlib.sha256(job_id.encode()).hexdigest()[:32]}"
             if not await store.claim_redelivery(delivery_id, job_id):
                 continue
             try:

@@ -30,6 +30,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.service import RPCError, RPCStatusCode
 
 from core.catalog import JOB_KINDS
 from core.config import ConfigError
@@ -66,6 +67,10 @@ class Declared:
         """A short hash of everything the system declares about it. The server keeps cron
         expressions as calendars, so a described schedule cannot be compared field by field;
         the fingerprint rides in the started jobs' id prefix instead."""
+        return self.fingerprint_with(load_catalog())
+
+    def fingerprint_with(self, catalog: Mapping[QueueName, QueueSpec]) -> str:
+        """The fingerprint, including the run options (timeouts, retries) its jobs get."""
         kind = JOB_KINDS[self.job_type]
         text = "|".join(
             (
@@ -73,7 +78,7 @@ class Declared:
                 str(self.catchup_window.total_seconds()),
                 kind.workflow_name,
                 kind.queue.value,
-                self.data.model_dump_json(),
+                _job(self, catalog).model_dump_json(),
             )
         )
         return hashlib.sha256(text.encode()).hexdigest()[:8]
@@ -121,19 +126,23 @@ def declared_schedules(environ: Mapping[str, str] | None = None) -> tuple[Declar
     return tuple(out)
 
 
-def _schedule(declared: Declared, catalog: Mapping[QueueName, QueueSpec]) -> Schedule:
-    kind = JOB_KINDS[declared.job_type]
-    spec = catalog[kind.queue]
+def _job(declared: Declared, catalog: Mapping[QueueName, QueueSpec]) -> JobRun[Any]:
+    spec = catalog[JOB_KINDS[declared.job_type].queue]
     # Parametrised so the job's own fields are serialised, not just the base's.
     run_model: type[JobRun[Any]] = JobRun[type(declared.data)]  # type: ignore[misc,assignment]
-    job = run_model(data=declared.data, run=run_options(spec, declared.job_type))
+    return run_model(data=declared.data, run=run_options(spec, declared.job_type))
+
+
+def _schedule(declared: Declared, catalog: Mapping[QueueName, QueueSpec]) -> Schedule:
+    kind = JOB_KINDS[declared.job_type]
+    job = _job(declared, catalog)
     return Schedule(
         action=ScheduleActionStartWorkflow(
             kind.workflow_name,
             job,
             # Each run's id is this prefix plus the scheduled time, so its job id says
             # where it came from (and which definition started it).
-            id=f"{declared.name}-{declared.fingerprint}",
+            id=f"{declared.name}-{declared.fingerprint_with(catalog)}",
             task_queue=kind.queue.value,
         ),
         spec=ScheduleSpec(cron_expressions=[declared.cron]),
@@ -196,11 +205,22 @@ async def sync_schedules(
             wanted.state = update.description.schedule.state
             return ScheduleUpdate(schedule=wanted)
 
-        await handle.update(keep_state)
+        try:
+            await handle.update(keep_state)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # Deleted meanwhile (another worker's sync): the next sync creates it.
+            continue
         updated.append(schedule_id)
     for schedule_id in existing:
         if schedule_id not in wanted:
-            await client.get_schedule_handle(schedule_id).delete()
+            try:
+                await client.get_schedule_handle(schedule_id).delete()
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                continue  # another worker's sync deleted it first
             deleted.append(schedule_id)
     report = SyncReport(tuple(created), tuple(updated), tuple(deleted), tuple(unchanged))
     if created or updated or deleted:

@@ -360,31 +360,31 @@ class PatternConsolidator:
 
     async def _merge(self, canonical: int, others: list[int]) -> int:
         async with self._sessionmaker() as session, session.begin():
-            # Only patterns still unmerged (a retried step finds its own work done).
-            free = and_(AgentPattern.id.in_(others), AgentPattern.consolidated_into.is_(None))
-            totals = (
-                await session.execute(
-                    select(
-                        func.count(),
-                        func.coalesce(func.sum(AgentPattern.success_count), 0),
-                        func.coalesce(func.sum(AgentPattern.failure_count), 0),
-                        func.coalesce(func.sum(AgentPattern.usage_count), 0),
-                        func.max(AgentPattern.last_used_at),
-                    ).where(free)
-                )
-            ).one()
-            count, successes, failures, uses, last_used = totals
-            if not count:
-                return 0
-            await session.execute(
-                update(AgentPattern).where(free).values(consolidated_into=canonical)
-            )
+            # The canonical first, locked: one that was merged or deleted meanwhile (another
+            # run) takes nothing.
             row = await session.get(AgentPattern, canonical, with_for_update=True)
-            if row is None:
+            if row is None or row.consolidated_into is not None:
                 return 0
-            row.success_count += int(successes)
-            row.failure_count += int(failures)
-            row.usage_count += int(uses)
-            if last_used is not None and (row.last_used_at is None or last_used > row.last_used_at):
-                row.last_used_at = last_used
-            return int(count)
+            # Only patterns still unmerged, and their counts as this statement changed them:
+            # a concurrent run's UPDATE waits for this one and then matches nothing.
+            marked = await session.execute(
+                update(AgentPattern)
+                .where(AgentPattern.id.in_(others), AgentPattern.consolidated_into.is_(None))
+                .values(consolidated_into=canonical)
+                .returning(
+                    AgentPattern.success_count,
+                    AgentPattern.failure_count,
+                    AgentPattern.usage_count,
+                    AgentPattern.last_used_at,
+                )
+            )
+            taken = marked.all()
+            if not taken:
+                return 0
+            row.success_count += sum(t[0] for t in taken)
+            row.failure_count += sum(t[1] for t in taken)
+            row.usage_count += sum(t[2] for t in taken)
+            used = [t[3] for t in taken if t[3] is not None]
+            if used and (row.last_used_at is None or max(used) > row.last_used_at):
+                row.last_used_at = max(used)
+            return len(taken)

@@ -128,6 +128,7 @@ class _Statements:
                 **{name: excluded[name] for name in summary},
                 "delivered_at": func.coalesce(excluded.delivered_at, delivery.delivered_at),
                 "failed_at": func.coalesce(excluded.failed_at, delivery.failed_at),
+                "secret_id": func.coalesce(delivery.secret_id, excluded.secret_id),
             },
             where=delivery.attempts <= excluded.attempts,
         )

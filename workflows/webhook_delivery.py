@@ -73,6 +73,7 @@ class WebhookDeliveryWorkflow:
                     url=delivery.url,
                     event_type=delivery.event_type,
                     payload=delivery.payload,
+                    secret_id=delivery.secret_id,
                 ),
                 attempts=[Attempt.model_validate(a) for a in attempts],
             ),

@@ -52,6 +52,10 @@ async def test_a_gone_endpoint_is_disabled_until_enabled(
         info = await finished(job_queue, second.id)
         assert info.state is JobState.FAILED and "endpoint_disabled" in (info.failure_reason or "")
         assert len(receiver.requests(path)) == 1  # the second job sent nothing
+        # It is a dead letter, to redeliver once the endpoint is back.
+        dead = {i["id"]: i for i in (await job_queue.list_dead_webhooks(user_id=user))["items"]}
+        assert second.id in dead
+        assert dead[second.id]["attempt_history"][-1]["error"] == "endpoint_disabled"
         # Another user's deliveries to the same URL are not affected.
         other = await job_queue.add_job(
             "webhooks", "webhook_delivery", hook(receiver, "someone-else", path)
