@@ -133,14 +133,19 @@ class MaintenanceActivities:
         agents = await self._consolidator.agents(
             agent_id=input.agent_id, session_id=input.session_id
         )
-        groups = merged = 0
-        for n, agent_id in enumerate(agents):
+        # A retried attempt resumes after the agents the last one finished (heartbeated
+        # with its counts; the agent list is in a fixed order).
+        details = activity.info().heartbeat_details
+        resumed = details[0] if details and isinstance(details[0], dict) else {}
+        first = int(resumed.get("agents_done", 0))
+        groups, merged = int(resumed.get("groups", 0)), int(resumed.get("merged", 0))
+        for n, agent_id in enumerate(agents[first:], start=first):
             done = await self._consolidator.consolidate_agent(
                 agent_id, session_id=input.session_id, threshold=input.threshold
             )
             groups += done.groups
             merged += done.merged
-            heartbeat({"agents_done": n + 1})
+            heartbeat({"agents_done": n + 1, "groups": groups, "merged": merged})
         log.info("memory.consolidated", agents=len(agents), groups=groups, merged=merged)
         return ConsolidateResult(agents=len(agents), groups=groups, merged=merged)
 

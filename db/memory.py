@@ -153,11 +153,16 @@ class MemoryStore:
             return row.id
 
     async def record_use(self, pattern_id: int, *, success: bool) -> None:
+        """Count a use of the pattern, on its canonical pattern when it was merged into one."""
         column = AgentPattern.success_count if success else AgentPattern.failure_count
         async with self._sessionmaker() as session, session.begin():
+            merged_into = await session.scalar(
+                select(AgentPattern.consolidated_into).where(AgentPattern.id == pattern_id)
+            )
+            target = merged_into if merged_into is not None else pattern_id
             await session.execute(
                 update(AgentPattern)
-                .where(AgentPattern.id == pattern_id)
+                .where(AgentPattern.id == target)
                 .values(
                     {
                         column: column + 1,
@@ -206,7 +211,10 @@ class MemoryCleaner:
     ) -> Progress:
         """Delete patterns used at least ``min_usage_count`` times whose success rate
         (successes / uses) is below ``min_success_rate``, among the next ``chunk`` ids."""
+        # Merged patterns are judged by their canonical one, and go with it (ON DELETE
+        # CASCADE): they are not counted on their own.
         low = and_(
+            AgentPattern.consolidated_into.is_(None),
             AgentPattern.usage_count >= max(min_usage_count, 1),
             AgentPattern.success_count < AgentPattern.usage_count * min_success_rate,
         )

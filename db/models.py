@@ -417,7 +417,8 @@ class AgentPattern(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     consolidated_into: Mapped[int | None] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"),
-        ForeignKey("agent_patterns.id", ondelete="SET NULL"),
+        # A canonical pattern removed takes the patterns merged into it along.
+        ForeignKey("agent_patterns.id", ondelete="CASCADE"),
         index=True,
     )
 

@@ -216,3 +216,32 @@ async def test_consolidation_sums_counts_points_merged_ones_and_is_idempotent(
     assert rows[1].consolidated_into == rows[2].consolidated_into == canonical.id
     assert await consolidator.agents(agent_id=agent, session_id="s-1") == [agent]
     assert await consolidator.agents(agent_id=None, session_id=str(uuid.uuid4())) == []
+
+
+async def test_merged_patterns_follow_their_canonical(sessionmaker: Sessions, unique_id: Ids):
+    agent = unique_id("a")
+    store = MemoryStore(sessionmaker)
+    canonical = await store.add_pattern(agent_id=agent, pattern="offer a demo")
+    merged = await store.add_pattern(agent_id=agent, pattern="offer a demo!")
+    for _ in range(10):
+        await store.record_use(canonical, success=False)
+    consolidator = PatternConsolidator(sessionmaker)
+    assert (await consolidator.consolidate_agent(agent, session_id=None, threshold=0.8)).merged == 1
+    # A use of the merged pattern counts on the canonical one.
+    await store.record_use(merged, success=True)
+    async with sessionmaker() as session:
+        row = await session.get(AgentPattern, canonical)
+        assert row is not None and (row.usage_count, row.success_count) == (11, 1)
+    # The low performer goes, and the pattern merged into it goes along (not counted alone).
+    key = StepKey(unique_id("job"), "run-1", "low_performance")
+    cleaner = MemoryCleaner(sessionmaker)
+    progress = await cleaner.progress(key)
+    while not progress.done:
+        progress = await cleaner.delete_low_performers(
+            key, min_success_rate=0.3, min_usage_count=5, chunk=1000
+        )
+    async with sessionmaker() as session:
+        left = (
+            await session.scalars(select(AgentPattern.id).where(AgentPattern.agent_id == agent))
+        ).all()
+    assert left == []

@@ -59,7 +59,7 @@ def upgrade() -> None:
             ["consolidated_into"],
             ["agent_patterns.id"],
             name=op.f("fk_agent_patterns_consolidated_into_agent_patterns"),
-            ondelete="SET NULL",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agent_patterns")),
     )
