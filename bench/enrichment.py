@@ -12,29 +12,23 @@ worker's peak RSS. The bare floor is the emulator itself: the same number of act
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from bench.harness import run_isolated, start_worker
+from bench.harness import Body, bench_main, start_worker
 from bench.measure import (
-    PROJECT_ROOT,
     Child,
-    machine_facts,
     markdown_table,
-    replace_section,
 )
 from bench.run import log
 from client.queue import JobQueue
 from core.config import load_settings
-from core.logging import configure_logging, exit_process
-from devtools.devserver import temporal_cli_path
+from core.logging import exit_process
 from emulators import apify as emulator
 from emulators.endpoints import apify_settings
 from emulators.server import serve
@@ -160,31 +154,21 @@ upsert of its outcomes and a heartbeat; each slice of 1,000 leads is one activit
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.enrichment", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="1,000 leads")
-    parser.add_argument("--leads", type=int, help="leads (default 10000, 1000 with --quick)")
-    parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md even if quick")
-    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    opts = parser.parse_args(argv)
-    count = opts.leads or (1000 if opts.quick else 10_000)
-    configure_logging(json_logs=False, level="WARNING")
-    facts = machine_facts(temporal_cli_path())
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    def body_for(count: int, _quick: bool) -> Body[Results]:
+        return lambda env, tmp, children: measure(count, env, tmp, children)
 
-    async def body(env: dict[str, str], tmp: Path, children: list[Child]) -> Results:
-        return await measure(count, env, tmp, children)
-
-    results = run_isolated("enrichment", body, keep=opts.keep)
-    if results is None:
-        return 130
-    section = render_markdown(results, facts, when)
-    print(section)
-    if not opts.no_write and (not opts.quick or opts.write):
-        path = PROJECT_ROOT / "BENCHMARKS.md"
-        replace_section(path, section, START_MARK, END_MARK)
-        log(f"wrote the Lead enrichment section of {path}")
-    return 0
+    return bench_main(
+        argv,
+        prog="python -m bench.enrichment",
+        description=__doc__,
+        name="enrichment",
+        title="Lead enrichment",
+        marks=(START_MARK, END_MARK),
+        size_option="leads",
+        sizes=(10_000, 1000),
+        body_for=body_for,
+        render=render_markdown,
+    )
 
 
 if __name__ == "__main__":

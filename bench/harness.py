@@ -4,6 +4,7 @@ of every child process, whether the run ends, fails or is interrupted."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -11,16 +12,18 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
 from temporalio.client import Client
 
-from bench.measure import PROJECT_ROOT, Child, RssSampler
+from bench.measure import PROJECT_ROOT, Child, RssSampler, machine_facts, replace_section
 from bench.run import clean_up, create_database, log, product_env, wait_polling
+from core.logging import configure_logging
 from db.migrate import upgrade_database
-from devtools.devserver import DevServer
+from devtools.devserver import DevServer, temporal_cli_path
 
 T = TypeVar("T")
 Body = Callable[[dict[str, str], Path, list[Child]], Coroutine[Any, Any, T]]
@@ -72,3 +75,43 @@ def run_isolated(name: str, body: Body[T], *, keep: bool = False) -> T | None:
         return None
     finally:
         clean_up(children, server, db_name, prefix, tmp, keep=keep)
+
+
+def bench_main(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str | None,
+    name: str,
+    title: str,
+    marks: tuple[str, str],
+    size_option: str,
+    sizes: tuple[int, int],
+    body_for: Callable[[int, bool], Body[T]],
+    render: Callable[[T, dict[str, str], str], str],
+) -> int:
+    """The command line every product benchmark shares: ``--quick`` (the second of
+    ``sizes``), ``--<size_option> N``, ``--write`` / ``--no-write``, ``--keep``; runs the body on
+    private infrastructure, prints its section and puts it into BENCHMARKS.md."""
+    full, quick = sizes
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--quick", action="store_true", help=f"{quick:,} instead of {full:,}")
+    parser.add_argument(f"--{size_option}", type=int, dest="size", help=f"default {full:,}")
+    parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md even if quick")
+    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    opts = parser.parse_args(argv)
+    size = opts.size or (quick if opts.quick else full)
+    configure_logging(json_logs=False, level="WARNING")
+    facts = machine_facts(temporal_cli_path())
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    results = run_isolated(name, body_for(size, opts.quick), keep=opts.keep)
+    if results is None:
+        return 130
+    section = render(results, facts, when)
+    print(section)
+    if not opts.no_write and (not opts.quick or opts.write):
+        path = PROJECT_ROOT / "BENCHMARKS.md"
+        replace_section(path, section, *marks)
+        log(f"wrote the {title} section of {path}")
+    return 0

@@ -14,7 +14,6 @@ the reader and writer alone, in the same run, before the cleanup.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import time
@@ -25,22 +24,18 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench.harness import run_isolated, start_worker
+from bench.harness import Body, bench_main, start_worker
 from bench.measure import (
-    PROJECT_ROOT,
     Child,
-    machine_facts,
     markdown_table,
     percentile,
-    replace_section,
 )
 from bench.run import log
 from client.queue import JobQueue
 from core.config import load_settings
-from core.logging import configure_logging, exit_process
+from core.logging import exit_process
 from db.memory import MemoryStore
 from db.session import create_engine, create_sessionmaker
-from devtools.devserver import temporal_cli_path
 from tracking.store import JobState
 
 MAINTENANCE = "maintenance"
@@ -244,31 +239,21 @@ primary key, deletes the expired among them and records its progress, all in one
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="100,000 rows")
-    parser.add_argument("--rows", type=int, help="rows (default 1,000,000; 100,000 --quick)")
-    parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md even if quick")
-    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    opts = parser.parse_args(argv)
-    rows = opts.rows or (100_000 if opts.quick else 1_000_000)
-    configure_logging(json_logs=False, level="WARNING")
-    facts = machine_facts(temporal_cli_path())
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    def body_for(rows: int, _quick: bool) -> Body[Results]:
+        return lambda env, tmp, children: measure(rows, env, tmp, children)
 
-    async def body(env: dict[str, str], tmp: Path, children: list[Child]) -> Results:
-        return await measure(rows, env, tmp, children)
-
-    results = run_isolated("memory", body, keep=opts.keep)
-    if results is None:
-        return 130
-    section = render_markdown(results, facts, when)
-    print(section)
-    if not opts.no_write and (not opts.quick or opts.write):
-        path = PROJECT_ROOT / "BENCHMARKS.md"
-        replace_section(path, section, START_MARK, END_MARK)
-        log(f"wrote the Memory cleanup section of {path}")
-    return 0
+    return bench_main(
+        argv,
+        prog="python -m bench.memory",
+        description=__doc__,
+        name="memory",
+        title="Memory cleanup",
+        marks=(START_MARK, END_MARK),
+        size_option="rows",
+        sizes=(1_000_000, 100_000),
+        body_for=body_for,
+        render=render_markdown,
+    )
 
 
 if __name__ == "__main__":

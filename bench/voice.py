@@ -20,7 +20,6 @@ Also the largest workflow history of any call job (bytes) and the worker's peak 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import uuid
@@ -32,20 +31,16 @@ import httpx
 
 from api.app import create_app as create_api
 from api.vapi import PATH as VAPI_MESSAGES_PATH
-from bench.harness import run_isolated, start_worker
+from bench.harness import Body, bench_main, start_worker
 from bench.measure import (
-    PROJECT_ROOT,
     Child,
-    machine_facts,
     markdown_table,
     percentile,
-    replace_section,
 )
 from bench.run import log
 from client.queue import JobQueue
 from core.config import load_settings
-from core.logging import configure_logging, exit_process
-from devtools.devserver import temporal_cli_path
+from core.logging import exit_process
 from emulators import vapi as emulator
 from emulators.endpoints import vapi_settings
 from emulators.server import serve
@@ -247,33 +242,22 @@ rate only binds for calls shorter than a few seconds, like the emulator's.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.voice", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="20 burst and 10 spaced calls")
-    parser.add_argument("--calls", type=int, help="burst calls (default 100, 20 with --quick)")
-    parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md even if quick")
-    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    opts = parser.parse_args(argv)
-    calls = opts.calls or (20 if opts.quick else 100)
-    spaced = 10 if opts.quick else 30
+    def body_for(calls: int, quick: bool) -> Body[Results]:
+        spaced = 10 if quick else 30
+        return lambda env, tmp, children: measure(calls, spaced, env, tmp, children)
 
-    configure_logging(json_logs=False, level="WARNING")
-    facts = machine_facts(temporal_cli_path())
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-    async def body(env: dict[str, str], tmp: Path, children: list[Child]) -> Results:
-        return await measure(calls, spaced, env, tmp, children)
-
-    results = run_isolated("voice", body, keep=opts.keep)
-    if results is None:
-        return 130
-    section = render_markdown(results, facts, when)
-    print(section)
-    if not opts.no_write and (not opts.quick or opts.write):
-        path = PROJECT_ROOT / "BENCHMARKS.md"
-        replace_section(path, section, START_MARK, END_MARK)
-        log(f"wrote the Voice calls section of {path}")
-    return 0
+    return bench_main(
+        argv,
+        prog="python -m bench.voice",
+        description=__doc__,
+        name="voice",
+        title="Voice calls",
+        marks=(START_MARK, END_MARK),
+        size_option="calls",
+        sizes=(100, 20),
+        body_for=body_for,
+        render=render_markdown,
+    )
 
 
 if __name__ == "__main__":
