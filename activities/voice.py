@@ -94,6 +94,14 @@ class CallSnapshot(_Model):
     ended_at: datetime | None = None
 
 
+class HangUpInput(_Model):
+    job_id: str
+    call_id: str
+    user_id: str
+    # None when the job was cancelled before it learnt the id: the call row may know it.
+    vapi_call_id: str | None
+
+
 class FinishCallInput(_Model):
     job_id: str
     call_id: str
@@ -285,6 +293,26 @@ class VoiceActivities:
         except ProviderError as exc:
             raise to_application_error(exc) from None
 
+    @activity.defn(name="hang_up")
+    async def hang_up(self, input: HangUpInput) -> bool:
+        """End the job's call if it is live (a cancelled job); True when one was ended."""
+        vapi_call_id = input.vapi_call_id
+        if vapi_call_id is None:
+            row = await self._calls.get(input.call_id, user_id=input.user_id)
+            if row is None or row.job_id != input.job_id or row.counted_at is not None:
+                return False
+            vapi_call_id = row.vapi_call_id
+        if vapi_call_id is None:
+            return False
+        try:
+            call = await self._vapi.get_call(vapi_call_id)
+            if call.ended:
+                return False
+            await self._vapi.end_call(call)
+        except ProviderError as exc:
+            raise to_application_error(exc) from None
+        return True
+
     @activity.defn(name="finish_call")
     async def finish_call(self, input: FinishCallInput) -> FinishCallResult:
         """Record the attempt's ending and give back the call slot; a final ending is counted
@@ -340,4 +368,4 @@ def build_voice_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         phone_number_id=settings.vapi_phone_number_id,
         default_assistant_id=settings.vapi_assistant_id,
     )
-    return [voice.place_call, voice.check_call, voice.end_call, voice.finish_call]
+    return [voice.place_call, voice.check_call, voice.end_call, voice.hang_up, voice.finish_call]

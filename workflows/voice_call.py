@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         CallSnapshot,
         CheckCallInput,
         FinishCallInput,
+        HangUpInput,
         PlaceCallInput,
         VoiceActivities,
     )
@@ -156,16 +157,18 @@ class VoiceCallWorkflow:
                 await self._record_failure(job, _failure_reason(error))
             raise
 
-    async def _hang_up_on_cancel(self, job: JobRun[VoiceCallJobData]) -> None:
-        """A cancelled job hangs up its call before it ends."""
-        if self._vapi_call_id is None or self._status == "ended":
+    async def _hang_up_on_cancel(self, job: VoiceCallInput) -> None:
+        """A cancelled job hangs up its call before it ends. The cancel may have cut the wait
+        for place_call's answer, so without the call's id here the call row is asked."""
+        if self._status == "ended":
             return
         try:
             await workflow.execute_activity_method(
-                VoiceActivities.end_call,
-                CheckCallInput(
+                VoiceActivities.hang_up,
+                HangUpInput(
                     job_id=workflow.info().workflow_id,
                     call_id=job.data.call_id,
+                    user_id=job.data.user_id,
                     vapi_call_id=self._vapi_call_id,
                 ),
                 **policies.http_call(job.run),

@@ -22,6 +22,7 @@ import activities.bookkeeping
 from activities.voice import (
     CheckCallInput,
     FinishCallInput,
+    HangUpInput,
     PlaceCallInput,
     VoiceActivities,
 )
@@ -300,3 +301,17 @@ async def test_finish_counts_once_and_a_failed_attempt_not_at_all(setup: Setup):
     assert stats is not None
     assert (stats.calls_made, stats.calls_successful, stats.calls_failed) == (1, 1, 0)
     assert (stats.total_cost, stats.total_duration_seconds) == (0.123456, 4.2)
+
+
+async def test_hang_up_finds_the_call_by_its_id_when_the_job_did_not_learn_it(setup: Setup):
+    setup.vapi.scripts[NUMBER] = emulator.NEVER_ENDS
+    input = await setup.input()
+    placed = await ActivityEnvironment().run(setup.acts().place_call, input)
+    assert placed.vapi_call_id
+    await asyncio.sleep(0.15)
+    hang = HangUpInput(job_id=input.job_id, call_id="call-1", user_id="u-1", vapi_call_id=None)
+    other_job = hang.model_copy(update={"job_id": "job-other"})
+    assert await ActivityEnvironment().run(setup.acts().hang_up, other_job) is False
+    assert await ActivityEnvironment().run(setup.acts().hang_up, hang) is True
+    assert setup.vapi.calls[placed.vapi_call_id].status == "ended"
+    assert await ActivityEnvironment().run(setup.acts().hang_up, hang) is False  # ended already
