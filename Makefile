@@ -4,7 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-email bench-voice bench-enrichment bench-memory lint format demo devserver migrate clean
+.PHONY: run test bench bench-email bench-voice bench-enrichment bench-memory bench-browser lint format demo devserver migrate clean
+
+# Browser jobs and browser tests drive Debian's Chromium (never a downloaded browser).
+CHROMIUM_PATH ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM_PATH):
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium \
+	  || (DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get update -q \
+	      && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,15 +22,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## Bring the whole system up: Temporal dev server (Web UI :8233), all workers, demo receiver.
-run: $(STAMP)
+run: $(STAMP) | $(CHROMIUM_PATH)
 	$(PY) -m devtools.run
 
 ## The whole test suite (starts its own dev servers on free ports).
-test: $(STAMP)
+test: $(STAMP) | $(CHROMIUM_PATH)
 	$(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
 
 ## Benchmark against a bare temporalio baseline; writes BENCHMARKS.md.
-bench: $(STAMP)
+bench: $(STAMP) | $(CHROMIUM_PATH)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 ## Full sync of a 20,000-message Gmail and Outlook mailbox (emulated); writes BENCHMARKS.md.
@@ -39,6 +48,10 @@ bench-enrichment: $(STAMP)
 ## MEMORY_CLEANUP of 1,000,000 rows with a reader and a writer beside it; writes BENCHMARKS.md.
 bench-memory: $(STAMP)
 	$(PY) -m bench.memory $(BENCH_ARGS)
+
+## 20 ten-step browser workflow runs in a row and 3 at a time, against bare Playwright.
+bench-browser: $(STAMP) | $(CHROMIUM_PATH)
+	$(PY) -m bench.browser $(BENCH_ARGS)
 
 ## Enqueue a demo webhook delivery to the running system and follow it.
 demo: $(STAMP)

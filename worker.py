@@ -256,6 +256,8 @@ async def worker_runtime(
                 worker = build_queue_workers(client, catalog[queue], deps, interceptor, grace)
                 if worker is not None:
                     workers[queue] = worker
+            for start in deps.starters:
+                await start(client)
             yield WorkerRuntime(client, tracker, interceptor, deps, workers)
         finally:
             # Flush the lifecycle events the workflows reported before closing Redis.

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
 from core.catalog import kinds_of, resolve
 from core.config import Settings
@@ -31,6 +32,9 @@ class Dependencies:
     sessions: async_sessionmaker[AsyncSession]
     # Cleanups of clients built by the builders; the worker awaits them at shutdown.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Work the builders ask for once the worker is connected, before it takes a job (the
+    # browser activities reap the browsers a killed worker left); each gets the client.
+    starters: list[Callable[[Client], Awaitable[None]]] = field(default_factory=list)
 
 
 def build_activities(deps: Dependencies, queue: QueueName) -> list[Activity]:

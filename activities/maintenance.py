@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -23,8 +23,10 @@ from activities import Dependencies
 from activities.heartbeat import auto_heartbeat, heartbeat
 from core.crypto import TokenCipher, token_key
 from core.logging import get_logger
+from db.base import utcnow
+from db.browser import ExecutionStore
 from db.dedup import JobKeyStore
-from db.housekeeping import purge_once
+from db.housekeeping import purge_executions, purge_once
 from db.job_inputs import JobInputStore
 from db.memory import MemoryCleaner, PatternConsolidator, StepKey
 from db.secrets import SecretStore
@@ -77,6 +79,7 @@ class PurgeResult(BaseModel):
     dedup_keys: int
     job_secrets: int
     job_inputs: int
+    browser_executions: int = 0
 
 
 class MaintenanceActivities:
@@ -85,18 +88,35 @@ class MaintenanceActivities:
         cleaner: MemoryCleaner,
         consolidator: PatternConsolidator,
         purgers: tuple[JobKeyStore, SecretStore, JobInputStore],
+        executions: ExecutionStore,
+        execution_retention: timedelta,
     ) -> None:
         self._cleaner = cleaner
         self._consolidator = consolidator
         self._purgers = purgers
+        self._executions = executions
+        self._execution_retention = execution_retention
 
     @activity.defn(name="purge_expired_rows")
     @auto_heartbeat
     async def purge_expired_rows(self) -> PurgeResult:
-        """Delete expired job-id dedup keys, job secrets and stored job inputs."""
+        """Delete expired job-id dedup keys, job secrets and stored job inputs, and browser
+        executions past BROWSER_EXECUTION_RETENTION_DAYS."""
         keys, secrets, inputs = await purge_once(*self._purgers)
-        log.info("housekeeping.purged", dedup_keys=keys, job_secrets=secrets, job_inputs=inputs)
-        return PurgeResult(dedup_keys=keys, job_secrets=secrets, job_inputs=inputs)
+        executions = await purge_executions(self._executions, utcnow() - self._execution_retention)
+        log.info(
+            "housekeeping.purged",
+            dedup_keys=keys,
+            job_secrets=secrets,
+            job_inputs=inputs,
+            browser_executions=executions,
+        )
+        return PurgeResult(
+            dedup_keys=keys,
+            job_secrets=secrets,
+            job_inputs=inputs,
+            browser_executions=executions,
+        )
 
     @activity.defn(name="clean_memory")
     @auto_heartbeat
@@ -160,6 +180,8 @@ def build_maintenance_activities(deps: Dependencies) -> list[Callable[..., Any]]
             SecretStore(deps.sessions, TokenCipher(at_rest), at_rest),
             JobInputStore(deps.sessions),
         ),
+        ExecutionStore(deps.sessions),
+        timedelta(days=deps.settings.browser_execution_retention_days),
     )
     return [
         maintenance.clean_memory,

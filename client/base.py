@@ -14,8 +14,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.config import Settings
 from core.errors import UnknownJobType, UnknownQueue
-from core.jobs import JobType
+from core.jobs import JobType, WorkflowExecutionJobData
 from core.queues import QueueName, QueueSpec
+from db.browser import BrowserWorkflowStore, ExecutionStore
 from db.dead_letters import DeadLetterStore
 from db.dedup import JobKeyStore
 from db.email import EmailAccountStore
@@ -72,6 +73,8 @@ class QueueBase:
         inputs: JobInputStore | None = None,
         enrichment: EnrichmentStore | None = None,
         dead_letters: DeadLetterStore | None = None,
+        browser_workflows: BrowserWorkflowStore | None = None,
+        executions: ExecutionStore | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -84,7 +87,16 @@ class QueueBase:
         self.inputs = inputs
         self.enrichment = enrichment
         self.dead_letters = dead_letters
+        self.browser_workflows = browser_workflows
+        self.executions = executions
         self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    async def _pin_browser_workflow(
+        self,
+        data: WorkflowExecutionJobData,  # noqa: ARG002 - implemented by client.browser
+    ) -> WorkflowExecutionJobData:
+        """Checks a browser job's saved workflow (``client.browser`` implements it)."""
+        raise RuntimeError("this JobQueue cannot check browser workflows")
 
     @staticmethod
     def _queue(name: object) -> QueueName:

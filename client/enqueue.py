@@ -33,7 +33,7 @@ from core.errors import (
     WrongQueue,
     describe_problems,
 )
-from core.jobs import JobData, JobType, user_id_of
+from core.jobs import JobData, JobType, WorkflowExecutionJobData, user_id_of
 from core.logging import get_logger
 from core.runs import JobRun, run_options
 from db.job_inputs import InputOfAnotherUser
@@ -96,7 +96,7 @@ def secret_problems(data: JobData) -> dict[str, str]:
     for field, ref in {**kind.secret_fields, **kind.stored_lists}.items():
         if getattr(data, ref) is not None:
             problems[ref] = f"is set by the system; give {field}"
-        if getattr(data, field) is None:
+        if getattr(data, field) is None and field not in kind.optional_secrets:
             problems[field] = "Field required"
     return problems
 
@@ -151,6 +151,8 @@ class Enqueue(QueueBase):
             raise InvalidJobData(kind_type.value, problems)
         if not kind.implemented:
             raise JobTypeNotAvailable(kind_type.value)
+        if isinstance(parsed, WorkflowExecutionJobData):
+            parsed = await self._pin_browser_workflow(parsed)
 
         start_delay = delay if isinstance(delay, timedelta) else timedelta(milliseconds=delay or 0)
         user_id = user_id_of(parsed)
@@ -257,7 +259,11 @@ class Enqueue(QueueBase):
         update: dict[str, Any] = {}
         for field, ref in fields.items():
             value = getattr(data, field)
-            update[ref] = await self.secrets.put(user_id or "", value, needed_for=needed_for)
+            if value is None:  # an optional secret left out
+                continue
+            # A secret made of several values (a dict) is stored as one JSON document.
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            update[ref] = await self.secrets.put(user_id or "", text, needed_for=needed_for)
             update[field] = None
         return data.model_copy(update=update)
 

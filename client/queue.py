@@ -4,7 +4,7 @@ A job is a workflow execution whose id is the job id; its queue is the task queu
 same name. Redis holds the job records and statistics for fast reads; Temporal stays the
 source of truth and answers when Redis cannot. Each part of the API has its own module:
 ``enqueue``, ``reads``, ``stats``, ``operations``, ``mailboxes``, ``calls``, ``enrichment``,
-``schedules`` and ``dead_letters``.
+``schedules``, ``dead_letters`` and ``browser``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from redis.exceptions import RedisError
 
+from client.browser import BrowserWorkflows
 from client.calls import Calls
 from client.dead_letters import DeadLetters
 from client.enqueue import Enqueue
@@ -27,6 +28,7 @@ from core.config import Settings, get_settings
 from core.crypto import TokenCipher, token_key
 from core.logging import get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
+from db.browser import BrowserWorkflowStore, ExecutionStore
 from db.dead_letters import DeadLetterStore
 from db.dedup import JobKeyStore
 from db.email import EmailAccountStore
@@ -42,7 +44,16 @@ log = get_logger("jobs.client")
 
 
 class JobQueue(
-    Enqueue, Reads, Stats, Operations, Mailboxes, Calls, Enrichment, Schedules, DeadLetters
+    Enqueue,
+    Reads,
+    Stats,
+    Operations,
+    Mailboxes,
+    Calls,
+    Enrichment,
+    Schedules,
+    DeadLetters,
+    BrowserWorkflows,
 ):
     """All queue operations; module-level functions (``client.api``) use one shared instance."""
 
@@ -86,6 +97,8 @@ class JobQueue(
             inputs=JobInputStore(sessions),
             enrichment=EnrichmentStore(sessions),
             dead_letters=DeadLetterStore(sessions),
+            browser_workflows=BrowserWorkflowStore(sessions),
+            executions=ExecutionStore(sessions),
         )
         queue._closers = [redis.aclose, engine.dispose]
         return queue

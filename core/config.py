@@ -100,6 +100,21 @@ class Settings(BaseSettings):
     # (integrations.apify.DEFAULT_FIELD_MAPPING).
     apify_field_mapping: str = ""
 
+    # Browser automation (WORKFLOW_EXECUTION): local headless Chromium, or Browserbase
+    # (providers.md 7; its emulator stands in locally).
+    browser_provider: Literal["local", "browserbase"] = "local"
+    browserbase_api_base_url: str = "https://api.browserbase.com"
+    browserbase_api_key: str = ""
+    browserbase_project_id: str = ""
+    chromium_path: str = "/usr/bin/chromium"
+    # Browser sessions open at once across every worker (FR-043), held in the database.
+    browser_max_sessions: int = Field(default=3, ge=1, le=100)
+    # Where local Chromium profiles live (empty: the system's temporary directory).
+    browser_profiles_dir: str = ""
+    # Finished executions, their step results and screenshots are deleted by housekeeping
+    # after this many days.
+    browser_execution_retention_days: int = Field(default=30, ge=1)
+
     webhook_allow_private_targets: bool = False
     # Timeout of one outbound HTTP request; workflows.policies.HTTP_TIMEOUT (30 s) bounds the
     # whole attempt, so it must leave room for the rest.

@@ -66,6 +66,14 @@ class JobNotFound(JobError, LookupError):
         super().__init__(f"no job with id {job_id!r}")
 
 
+class NotFound(JobError, LookupError):
+    """A record of a job that does not exist or belongs to another user (a browser workflow
+    execution, a screenshot)."""
+
+    def __init__(self, what: str, record_id: str) -> None:
+        super().__init__(f"no {what} with id {record_id!r}")
+
+
 class InvalidJobState(JobError):
     """The operation does not apply to the job's current state (e.g. retrying a running job)."""
 
@@ -102,6 +110,9 @@ CALL_FAILED = "CallFailed"
 RATE_LIMITED = "RateLimited"
 PROVIDER_UNAVAILABLE = "ProviderUnavailable"
 DELIVERY_FAILED = "DeliveryFailed"  # a webhook attempt that may succeed later
+# A browser workflow step failed (an assertion, a selector that never appeared, an error
+# page): the next attempt starts again from step 1 in a fresh session.
+STEP_FAILED = "StepFailed"
 
 NON_RETRYABLE_ERROR_TYPES: tuple[str, ...] = (
     INVALID_JOB_DATA,

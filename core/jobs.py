@@ -66,6 +66,8 @@ class JobData(BaseModel):
     # List fields of any length, each with the field that carries its count instead: the
     # client stores the items (db/job_inputs.py) and the job's input stays small.
     stored_lists: ClassVar[dict[str, str]] = {}
+    # Secret fields a producer may leave out (the rest are required).
+    optional_secrets: ClassVar[frozenset[str]] = frozenset()
 
 
 class EmailSyncJobData(JobData):
@@ -143,11 +145,33 @@ class LeadEnrichmentJobData(JobData):
     stored_lists: ClassVar[dict[str, str]] = {"leads": "lead_count"}
 
 
+ContextValue = str | int | float | bool
+ContextName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+
+
 class WorkflowExecutionJobData(JobData):
     user_id: NonEmptyId
+    # The id save_browser_workflow answered; the job runs the newest version at the time it
+    # is added (the client pins it in workflow_version) unless a version is given.
     workflow_id: NonEmptyId
+    workflow_version: Annotated[int, Field(ge=1)] | None = None
     trigger_id: NonEmptyId | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
+    # Values for the steps' {{name}} placeholders (core/browser.py).
+    context: Annotated[dict[ContextName, ContextValue], Field(max_length=200)] = Field(
+        default_factory=dict
+    )
+    # Placeholder values that are secrets (a password to sign in with): stored encrypted
+    # like a webhook secret, never in workflow history; the activity reads them by id.
+    secret_context: Annotated[dict[ContextName, str], Field(max_length=50)] | None = Field(
+        default=None, repr=False, exclude=True
+    )
+    secret_context_id: str | None = None
+
+    secret_fields: ClassVar[dict[str, str]] = {"secret_context": "secret_context_id"}
+    optional_secrets: ClassVar[frozenset[str]] = frozenset({"secret_context"})
+
+    def placeholder_names(self) -> set[str]:
+        return set(self.context) | set(self.secret_context or {})
 
 
 class SeoAuditJobData(JobData):

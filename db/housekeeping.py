@@ -1,5 +1,5 @@
 """Deleting what no job can need any more: expired job-id dedup keys, job secrets and stored
-job inputs.
+job inputs, and browser workflow executions (with their screenshots) past their retention.
 
 The HOUSEKEEPING job runs this on its schedule (core/schedules.py, hourly by default); the
 deletes are idempotent and bounded (1,000 rows a transaction), so two runs at once only share
@@ -8,6 +8,9 @@ the work.
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from db.browser import ExecutionStore
 from db.dedup import JobKeyStore
 from db.job_inputs import JobInputStore
 from db.secrets import SecretStore
@@ -32,3 +35,13 @@ async def purge_once(
             if deleted < batch:
                 break
     return counts[0], counts[1], counts[2]
+
+
+async def purge_executions(executions: ExecutionStore, finished_before: datetime) -> int:
+    """Delete every browser workflow execution that finished before the cutoff, in batches."""
+    total = 0
+    while True:
+        deleted = await executions.purge_finished(finished_before, BATCH)
+        total += deleted
+        if deleted < BATCH:
+            return total

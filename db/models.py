@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -41,6 +42,11 @@ CALL_STATUSES: tuple[str, ...] = get_args(CallStatus)
 CALL_OUTCOMES: tuple[str, ...] = get_args(CallOutcome)
 EnrichmentStatus = Literal["enriched", "failed", "skipped"]
 ENRICHMENT_STATUSES: tuple[str, ...] = get_args(EnrichmentStatus)
+# queued: waiting for a browser session; running: steps under way (again after a retry).
+ExecutionStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+EXECUTION_STATUSES: tuple[str, ...] = get_args(ExecutionStatus)
+StepStatus = Literal["succeeded", "failed"]
+STEP_STATUSES: tuple[str, ...] = get_args(StepStatus)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -450,3 +456,74 @@ class WebhookEndpointDisabled(Base):
     url: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     disabled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BrowserWorkflow(Base):
+    """One saved version of a user's browser workflow definition (core/browser.py)."""
+
+    __tablename__ = "browser_workflows"
+    __table_args__ = (UniqueConstraint("user_id", "name", "version"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(200))
+    steps: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BrowserExecution(Base):
+    """One run of a WORKFLOW_EXECUTION job (a manual retry is a new run, a new execution)."""
+
+    __tablename__ = "browser_executions"
+    __table_args__ = (CheckConstraint(_one_of("status", EXECUTION_STATUSES), name="status"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(255), index=True)
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(64))
+    workflow_version: Mapped[int] = mapped_column(Integer)
+    trigger_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    # The attempt whose step results are kept (each attempt starts again from step 1).
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    steps_total: Mapped[int] = mapped_column(Integer)
+    variables: Mapped[Any] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    failed_step: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class BrowserStepResult(Base):
+    """The outcome of one step in the latest attempt of an execution."""
+
+    __tablename__ = "browser_step_results"
+    __table_args__ = (CheckConstraint(_one_of("status", STEP_STATUSES), name="status"),)
+
+    execution_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("browser_executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    output: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    screenshot_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class BrowserScreenshot(Base):
+    """A PNG a screenshot step took; step results and the job refer to it by id."""
+
+    __tablename__ = "browser_screenshots"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    execution_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("browser_executions.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(String(255))
+    step_index: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

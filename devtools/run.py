@@ -69,6 +69,9 @@ def main() -> int:
     )
     if enrichment_demo_on:
         env.update(enrichment_demo.demo_environment())
+    browser_demo_on = env.get("APP_ENV", "development") != "production" and (
+        env.get("BROWSER_PROVIDER", "local") == "local"
+    )
     settings = load_settings(env)
     python = sys.executable
 
@@ -127,6 +130,15 @@ def main() -> int:
                 "enrichment emulator",
                 subprocess.Popen(
                     [python, "-m", "devtools.enrichment_demo"], env=env, cwd=PROJECT_ROOT
+                ),
+            )
+        )
+    if browser_demo_on:
+        services.append(
+            (
+                "browser demo site",
+                subprocess.Popen(
+                    [python, "-m", "devtools.browser_demo"], env=env, cwd=PROJECT_ROOT
                 ),
             )
         )

@@ -1,10 +1,10 @@
 """The settings that point the jobs at running emulators of Google, Microsoft, Anthropic,
-Vapi and Apify (``make run``'s demo, the end-to-end tests, the benchmarks): environment
+Vapi, Apify and Browserbase (``make run``'s demo, the end-to-end tests, the benchmarks): environment
 variable -> value, for emulators serving at the given base URLs."""
 
 from __future__ import annotations
 
-from emulators import apify, google, microsoft, vapi
+from emulators import apify, browserbase, google, microsoft, vapi
 
 
 def google_settings(url: str) -> dict[str, str]:
@@ -51,4 +51,13 @@ def apify_settings(url: str) -> dict[str, str]:
         "APIFY_API_BASE_URL": url,
         "APIFY_TOKEN": apify.DEFAULT_TOKEN,
         "APIFY_ENRICHMENT_ACTOR_ID": apify.DEFAULT_ACTOR_ID,
+    }
+
+
+def browserbase_settings(url: str) -> dict[str, str]:
+    return {
+        "BROWSER_PROVIDER": "browserbase",
+        "BROWSERBASE_API_BASE_URL": url,
+        "BROWSERBASE_API_KEY": browserbase.DEFAULT_API_KEY,
+        "BROWSERBASE_PROJECT_ID": browserbase.DEFAULT_PROJECT_ID,
     }

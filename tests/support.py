@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
@@ -27,6 +28,7 @@ from client.queue import JobQueue
 from core.config import Settings, load_settings
 from core.queues import QueueName, QueueSpec, load_catalog
 from core.temporal import connect, data_converter
+from db.session import create_engine
 from devtools.devserver import free_port
 from tracking.interceptor import JobTrackingInterceptor
 from tracking.store import JobTracker, connect_redis
@@ -132,6 +134,22 @@ async def terminate_open_jobs(settings: Settings, queue: str) -> None:
     ):
         with contextlib.suppress(Exception):
             await client.get_workflow_handle(execution.id).terminate(reason="test cleanup")
+
+
+async def free_slots_of(settings: Settings, pool: str) -> None:
+    """The session's database is shared: no slot of ``pool`` left held by an earlier test."""
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE concurrency_slots SET holder = NULL WHERE pool = :pool"),
+                {"pool": pool},
+            )
+            await conn.execute(
+                sa.text("DELETE FROM concurrency_waiters WHERE pool = :pool"), {"pool": pool}
+            )
+    finally:
+        await engine.dispose()
 
 
 async def eventually(

@@ -28,11 +28,17 @@ def test_importing_client_loads_no_worker_code() -> None:
         or m in ("tracking.interceptor", "tracking.reconcile", "temporalio.worker")
     }
     assert worker_side == set()
+    # Nor the browser driver: producers never run a browser.
+    assert not {m for m in loaded if m.startswith("playwright")}
 
 
 @pytest.mark.parametrize(
-    "module", ["webhooks", "google", "microsoft", "drafting", "errors", "vapi", "apify"]
-)
+    "module",
+    [
+        "webhooks", "google", "microsoft", "drafting", "errors", "vapi", "apify",
+        "browserbase", "browsers",
+    ],
+)  # fmt: skip
 def test_integrations_do_not_import_temporal(module: str) -> None:
     loaded = imported_after(f"import integrations.{module}")
     assert {m for m in loaded if m.startswith("temporalio")} == set()

@@ -75,7 +75,7 @@ def test_schema_behind_with_migrate_on_start_off_names_the_command(tmp_path: Pat
     assert "worker.ready" not in done.stderr
 
 
-SERVED = "email, voice, enrichment, maintenance, webhooks"
+SERVED = "email, voice, enrichment, workflow, maintenance, webhooks"
 
 
 def test_queue_without_job_types_is_nothing_to_run(tmp_path: Path):
@@ -98,6 +98,7 @@ def test_queue_selection():
         QueueName.EMAIL,
         QueueName.VOICE,
         QueueName.ENRICHMENT,
+        QueueName.WORKFLOW,
         QueueName.MAINTENANCE,
         QueueName.WEBHOOKS,
     ]

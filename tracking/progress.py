@@ -65,14 +65,14 @@ def _check(percent: int) -> None:
         raise ValueError(f"progress must be within 0..100, got {percent}")
 
 
-def _progress(job_id: str, queue: str, percent: int) -> Transition:
-    return Transition(
-        job_id=job_id, queue=queue, state=None, event="progress", fields={"progress": percent}
-    )
+def _progress(job_id: str, queue: str, percent: int, step: int | None = None) -> Transition:
+    fields = {"progress": percent} if step is None else {"progress": percent, "step": step}
+    return Transition(job_id=job_id, queue=queue, state=None, event="progress", fields=fields)
 
 
-async def report_progress(percent: int) -> None:
-    """Record a running activity's job progress (0..100) and append a progress event."""
+async def report_progress(percent: int, *, step: int | None = None) -> None:
+    """Record a running activity's job progress (0..100) and append a progress event; a job
+    made of steps names the step that just ended (``step``, from 0)."""
     _check(percent)
     current = _activity_tracker.get()
     info = activity.info()
@@ -81,7 +81,7 @@ async def report_progress(percent: int) -> None:
     tracker, started = current
     await asyncio.shield(started)
     log.info("job.progress", job_id=info.workflow_id, queue=info.task_queue, progress=percent)
-    await tracker.apply(_progress(info.workflow_id, info.task_queue, percent))
+    await tracker.apply(_progress(info.workflow_id, info.task_queue, percent, step))
 
 
 def report_workflow_progress(percent: int) -> None:

@@ -100,7 +100,17 @@ local function add_event(state)
 end
 
 local function set_fields(setter)
-  for i = 12, 11 + 2 * nfields, 2 do redis.call(setter, job, ARGV[i], ARGV[i + 1]) end
+  for i = 12, 11 + 2 * nfields, 2 do
+    local name, value = ARGV[i], ARGV[i + 1]
+    if name == 'attempts' and setter == 'HSET' and mode ~= 'force' then
+      -- A job of several activities made as many attempts as its most retried one: a
+      -- later step's first attempt does not hide an earlier step's retries.
+      local made = tonumber(redis.call('HGET', job, 'attempts')) or 0
+      if (tonumber(value) or 0) > made then redis.call('HSET', job, name, value) end
+    else
+      redis.call(setter, job, name, value)
+    end
+  end
 end
 
 local function drop(ids)

@@ -15,7 +15,6 @@ carrier or provider fault) is tried again after the queue's backoff, up to the j
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +28,7 @@ from temporalio.exceptions import (
 )
 
 from workflows import policies
+from workflows.slots import SlotLine, raise_if_cancelled
 
 with workflow.unsafe.imports_passed_through():
     from activities.voice import (
@@ -74,13 +74,6 @@ class VoiceCallResult(BaseModel):
     attempts: int
 
 
-def _raise_if_cancelled() -> None:
-    """A cancel that arrived while an activity ran is taken up here: the SDK hands the
-    activity's result back when it finished anyway, and the cancel would otherwise be lost."""
-    if workflow.cancellation_reason() is not None:
-        raise asyncio.CancelledError()
-
-
 def _failure_reason(error: BaseException) -> str:
     cause = error.cause if isinstance(error, ActivityError) and error.cause else error
     return str(getattr(cause, "message", None) or cause)
@@ -92,11 +85,11 @@ class VoiceCallWorkflow:
         self._vapi_call_id: str | None = None
         self._status = "queued"
         self._nudged = False
-        self._slot_freed = False
+        self._line = SlotLine(SLOT_RECHECKS, ASKS_PER_RUN)
 
     @workflow.signal(name=SLOT_FREED)
     def slot_freed(self) -> None:
-        self._slot_freed = True
+        self._line.woken()
 
     @workflow.signal(name=CALL_UPDATE)
     def call_update(self, update: CallUpdate) -> None:
@@ -179,9 +172,8 @@ class VoiceCallWorkflow:
     async def _one_attempt(self, job: VoiceCallInput, attempt: int) -> CallSnapshot:
         data = job.data
         self._vapi_call_id, self._status, self._nudged = None, "queued", False
-        asks = 0
         while True:
-            self._slot_freed = False
+            self._line.asking()
             placed = await workflow.execute_activity_method(
                 VoiceActivities.place_call,
                 PlaceCallInput(
@@ -199,18 +191,11 @@ class VoiceCallWorkflow:
             if placed.placed and placed.vapi_call_id is not None:
                 self._vapi_call_id = placed.vapi_call_id
                 self._status = placed.status or "queued"
-                _raise_if_cancelled()
+                raise_if_cancelled()
                 break
-            _raise_if_cancelled()
-            if asks >= ASKS_PER_RUN:
-                # Still in line (holder and place are the job id's): a fresh history goes on.
-                workflow.continue_as_new(job.model_copy(update={"attempt": attempt}))
-            recheck = SLOT_RECHECKS[min(asks, len(SLOT_RECHECKS) - 1)]
-            asks += 1
-            try:
-                await workflow.wait_condition(lambda: self._slot_freed, timeout=recheck)
-            except TimeoutError:
-                pass
+            raise_if_cancelled()
+            # Still in line (holder and place are the job id's): a continued run keeps both.
+            await self._line.wait(lambda: job.model_copy(update={"attempt": attempt}))
         report_workflow_progress(10)
         deadline = workflow.now() + CALL_TIMEOUT
         check = CheckCallInput(
@@ -238,9 +223,9 @@ class VoiceCallWorkflow:
                     raise
                 # A poll that failed is only a missed look; the next one follows.
                 workflow.logger.warning("voice.check_failed")
-                _raise_if_cancelled()
+                raise_if_cancelled()
                 continue
-            _raise_if_cancelled()
+            raise_if_cancelled()
             if snapshot.status != self._status:
                 self._status = snapshot.status
                 report_workflow_progress(50 if snapshot.status == "in-progress" else 20)

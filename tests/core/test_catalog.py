@@ -59,6 +59,7 @@ def test_implemented_queues_and_their_workflows() -> None:
         QueueName.EMAIL,
         QueueName.VOICE,
         QueueName.ENRICHMENT,
+        QueueName.WORKFLOW,
         QueueName.MAINTENANCE,
         QueueName.WEBHOOKS,
     }

@@ -1,6 +1,7 @@
 """Fixtures of the integration tests: a loopback webhook receiver that checks signatures, the
 Google, Microsoft and Anthropic emulators, and the Vapi emulator with the HTTP API receiving
-its server messages, and the Apify emulator, each with settings pointing at them."""
+its server messages, the Apify emulator, and the fixture website with the Browserbase
+emulator for browser workflows, each with settings pointing at them."""
 
 from __future__ import annotations
 
@@ -18,13 +19,20 @@ from client.queue import JobQueue
 from core.config import Settings
 from emulators import anthropic as anthropic_emulator
 from emulators import apify as apify_emulator
+from emulators import browserbase as browserbase_emulator
+from emulators import fixture_site
 from emulators import google as google_emulator
 from emulators import microsoft as microsoft_emulator
 from emulators import vapi as vapi_emulator
-from emulators.endpoints import apify_settings, email_provider_settings, vapi_settings
+from emulators.endpoints import (
+    apify_settings,
+    browserbase_settings,
+    email_provider_settings,
+    vapi_settings,
+)
 from emulators.server import serve
 from emulators.webhook_receiver import WebhookReceiver, new_secret
-from tests.support import terminate_open_jobs
+from tests.support import free_slots_of, terminate_open_jobs
 
 
 @pytest.fixture
@@ -168,3 +176,54 @@ async def enrichment(settings: Settings, session_env: dict[str, str]) -> AsyncIt
             yield Enrichment(state, configured, {**session_env, **endpoints})
         finally:
             await terminate_open_jobs(settings, "enrichment")
+
+
+@dataclass
+class Browsers:
+    """The fixture website, a Browserbase emulator, and settings for local Chromium whose
+    profiles live in a directory of this test's own (so its process checks see only its
+    browsers)."""
+
+    site: fixture_site.SiteState
+    site_url: str
+    browserbase: browserbase_emulator.BrowserbaseState
+    profiles_dir: str
+    settings: Settings
+    env: dict[str, str]
+    # The same, with Browserbase as the provider.
+    remote_settings: Settings
+    remote_env: dict[str, str]
+
+
+@pytest.fixture
+async def browsers(
+    settings: Settings, session_env: dict[str, str], tmp_path: Any
+) -> AsyncIterator[Browsers]:
+    site = fixture_site.SiteState()
+    remote = browserbase_emulator.BrowserbaseState()
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    async with (
+        serve(fixture_site.create_app(site)) as site_url,
+        serve(browserbase_emulator.create_app(remote)) as browserbase_url,
+    ):
+        local = {"BROWSER_PROVIDER": "local", "BROWSER_PROFILES_DIR": str(profiles)}
+        endpoints = {**local, **browserbase_settings(browserbase_url)}
+        configured = settings.model_copy(update={k.lower(): v for k, v in local.items()})
+        remote_configured = settings.model_copy(update={k.lower(): v for k, v in endpoints.items()})
+        await terminate_open_jobs(settings, "workflow")
+        await free_slots_of(settings, "browser-sessions")
+        try:
+            yield Browsers(
+                site,
+                site_url,
+                remote,
+                str(profiles),
+                configured,
+                {**session_env, **local},
+                remote_configured,
+                {**session_env, **endpoints},
+            )
+        finally:
+            await terminate_open_jobs(settings, "workflow")
+            await remote.close()

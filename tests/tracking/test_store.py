@@ -137,6 +137,24 @@ async def test_lifecycle_counts_are_exact_at_every_step(tracker: JobTracker, clo
     )
 
 
+async def test_attempts_keep_the_most_any_step_made_until_a_retry_resets_them(
+    tracker: JobTracker,
+) -> None:
+    job = "job-steps"
+    await tracker.apply(move(job, JobState.WAITING, "added", mode="add"))
+    await tracker.apply(move(job, JobState.ACTIVE, "started", fields={"attempts": 3}))
+    # The next activity of the job starts at its own first attempt.
+    await tracker.apply(move(job, JobState.ACTIVE, "started", fields={"attempts": 1}))
+    assert (await tracker.job(job) or {})["attempts"] == "3"
+    await tracker.apply(move(job, JobState.FAILED, "failed"))
+    # retry_job starts the count again.
+    await tracker.apply(
+        move(job, JobState.WAITING, "retried", fields={"attempts": 0}, mode="force")
+    )
+    await tracker.apply(move(job, JobState.ACTIVE, "started", fields={"attempts": 1}))
+    assert (await tracker.job(job) or {})["attempts"] == "1"
+
+
 async def test_failed_jobs_are_counted(tracker: JobTracker, clock: Clock) -> None:
     await tracker.apply(move("job-f", JobState.ACTIVE), move("job-f", JobState.FAILED, "failed"))
     assert await webhook_stats(tracker) == counts(failed=1)
