@@ -9,8 +9,8 @@ after another and 20 jobs added at once (at most 3 browsers at a time, FR-043): 
 minute and each job's time from ``add_job`` to its end (p50, p99), the worker's peak RSS, and
 the Chromium processes left afterwards (must be 0). The bare floor is the same 10 steps in
 the same browser (launched, connected over CDP, closed per run) driven directly from this
-process with a warm Playwright driver; the overhead per step is a job's time minus a bare
-run's, over 10.
+process with a warm Playwright driver, one after another and 3 at a time; the overhead per
+step is a job's time minus a bare run's, over 10.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ class Results:
     concurrent_total_s: float
     peak_sessions: int
     bare_s: list[float]
+    bare_concurrent_total_s: float
     step_ms: list[float]
     worker_rss_peak_mb: float
     chromium_left: int
@@ -155,7 +156,8 @@ async def measure(runs: int, env: dict[str, str], tmp: Path, children: list[Chil
             async def watch() -> None:
                 nonlocal peak
                 while True:
-                    peak = max(peak, len({_profile_of(pid) for pid in _browsers(profiles)}))
+                    open_now = {_profile_of(pid) for pid in _browsers(profiles)} - {""}
+                    peak = max(peak, len(open_now))
                     await asyncio.sleep(0.05)
 
             watcher = asyncio.create_task(watch())
@@ -179,6 +181,15 @@ async def measure(runs: int, env: dict[str, str], tmp: Path, children: list[Chil
                 await bare_run(driver, chromium, site)  # warm
                 for _ in range(runs):
                     bare.append(await bare_run(driver, chromium, site))
+                gate = asyncio.Semaphore(CONCURRENT)
+
+                async def gated() -> float:
+                    async with gate:
+                        return await bare_run(driver, chromium, site)
+
+                t_all = time.perf_counter()
+                await asyncio.gather(*(gated() for _ in range(runs)))
+                bare_concurrent_total = time.perf_counter() - t_all
             return Results(
                 runs=runs,
                 sequential_s=sequential,
@@ -187,6 +198,7 @@ async def measure(runs: int, env: dict[str, str], tmp: Path, children: list[Chil
                 concurrent_total_s=concurrent_total,
                 peak_sessions=peak,
                 bare_s=bare,
+                bare_concurrent_total_s=bare_concurrent_total,
                 step_ms=step_ms,
                 worker_rss_peak_mb=rss.peak_mb,
                 chromium_left=left,
@@ -200,7 +212,8 @@ def _browsers(profiles: Path) -> list[int]:
 
 
 def _profile_of(pid: int) -> str:
-    # The browsers of one session share its profile directory; count sessions, not processes.
+    # The browsers of one session share its profile directory; count sessions, not processes
+    # ("" for a process that ended meanwhile).
     try:
         arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
@@ -227,6 +240,11 @@ def _table(r: Results) -> str:
             f"{r.runs} runs added at once ({CONCURRENT} browsers at a time)",
             f"{r.per_min(r.concurrent_total_s):.0f} runs/min; add to end p50 "
             f"{_ms(percentile(conc, 50))}, p99 {_ms(percentile(conc, 99))}",
+        ),
+        (
+            f"bare, {CONCURRENT} at a time",
+            f"{r.per_min(r.bare_concurrent_total_s):.0f} runs/min (ours: "
+            f"{r.concurrent_total_s / r.bare_concurrent_total_s:.2f}x its time)",
         ),
         ("most browser sessions open at once", str(r.peak_sessions)),
         (

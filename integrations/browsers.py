@@ -169,10 +169,13 @@ class LocalChromium:
             except TimeoutError:
                 _signal_group(process.pid, signal.SIGKILL)
                 await process.wait()
-        # Helpers that outlived the browser process go too.
+        # Helpers that outlived the browser process go too, and are gone before this returns:
+        # the session's slot is given back next, and a new browser may start at once.
         if process is not None:
             _signal_group(process.pid, signal.SIGKILL)
-        for profile in self._root.glob(f"{PROFILE_PREFIX}*-{session.id}"):
+        profiles = list(self._root.glob(f"{PROFILE_PREFIX}*-{session.id}"))
+        await _gone(self._root, {str(p) for p in profiles})
+        for profile in profiles:
             shutil.rmtree(profile, ignore_errors=True)
 
     async def reap(self, is_job_live: IsJobLive) -> int:  # noqa: ARG002 - by owner, not job
@@ -199,6 +202,16 @@ class LocalChromium:
 
     def running(self) -> int:
         return sum(1 for p in self._processes.values() if p.returncode is None)
+
+
+async def _gone(root: Path, profiles: set[str], timeout_s: float = STOP_GRACE_S) -> None:
+    """Wait until no process runs with one of ``profiles`` (killed helpers take a moment)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if not any(profile in profiles for _, profile in _chromium_processes(root)):
+            return
+        await asyncio.sleep(0.02)
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
