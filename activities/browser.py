@@ -27,13 +27,13 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from activities import Dependencies
 from activities.errors import to_application_error
 from activities.heartbeat import auto_heartbeat, heartbeat
+from activities.slots import job_is_running, reclaim_abandoned_slots
 from core.browser import (
     Assert,
     Click,
@@ -53,7 +53,7 @@ from core.crypto import TokenCipher, token_key
 from core.errors import INVALID_JOB_DATA, RESOURCE_NOT_FOUND, STEP_FAILED
 from core.logging import get_logger
 from core.signals import SLOT_FREED
-from db.browser import BrowserWorkflowStore, ExecutionStore, StepOutcome
+from db.browser import BrowserWorkflowStore, ExecutionStore, SavedWorkflow, StepOutcome
 from db.secrets import SecretNotFound, SecretStore
 from db.slots import SlotPool
 from integrations.browserbase import BrowserbaseClient
@@ -230,7 +230,7 @@ class BrowserActivities:
 
     async def _steps(
         self, workflow_id: str, user_id: str, version: int | None
-    ) -> tuple[int, list[Step]]:
+    ) -> tuple[SavedWorkflow, list[Step]]:
         saved = await self._workflows.get(workflow_id, user_id=user_id, version=version)
         if saved is None:
             which = f"version {version} of " if version is not None else ""
@@ -238,7 +238,7 @@ class BrowserActivities:
                 f"{which}browser workflow {workflow_id!r} is not found", RESOURCE_NOT_FOUND
             )
         try:
-            return saved.version, parse_steps(saved.steps)
+            return saved, parse_steps(saved.steps)
         except InvalidSteps as exc:
             raise _permanent(f"the saved workflow is invalid: {exc}", INVALID_JOB_DATA) from None
 
@@ -258,14 +258,12 @@ class BrowserActivities:
 
     @activity.defn(name="begin_execution")
     async def begin_execution(self, input: BeginExecutionInput) -> BeginExecutionResult:
-        version, steps = await self._steps(input.workflow_id, input.user_id, input.workflow_version)
+        saved, steps = await self._steps(input.workflow_id, input.user_id, input.workflow_version)
         values = await self._values(input.context, input.secret_context_id, input.user_id)
         try:
             check_for_job(steps, values)
         except InvalidSteps as exc:
             raise _permanent(str(exc), INVALID_JOB_DATA) from None
-        saved = await self._workflows.get(input.workflow_id, user_id=input.user_id, version=version)
-        assert saved is not None
         await self._executions.create(
             input.execution_id,
             job_id=input.job_id,
@@ -273,7 +271,7 @@ class BrowserActivities:
             workflow=saved,
             trigger_id=input.trigger_id,
         )
-        return BeginExecutionResult(workflow_version=version, steps_total=len(steps))
+        return BeginExecutionResult(workflow_version=saved.version, steps_total=len(steps))
 
     @activity.defn(name="run_steps")
     @auto_heartbeat
@@ -281,7 +279,7 @@ class BrowserActivities:
         _, steps = await self._steps(input.workflow_id, input.user_id, input.workflow_version)
         # Slots are held by job: a retried attempt renews its own, never takes a second one.
         if not await self._slots.acquire(input.job_id, wait=True):
-            if not await self._reclaim_abandoned_slots() or not await self._slots.acquire(
+            if not await reclaim_abandoned_slots(self._slots) or not await self._slots.acquire(
                 input.job_id, wait=True
             ):
                 return RunStepsResult(started=False)
@@ -391,37 +389,11 @@ class BrowserActivities:
                 # It ended meanwhile; the next in line is woken with the next slot.
                 continue
 
-    async def _reclaim_abandoned_slots(self) -> bool:
-        """Free the slots of jobs that ended without giving theirs back (terminated from the
-        Web UI or the CLI); True when one was freed."""
-        freed = False
-        for job_id in await self._slots.holders():
-            if not await self._job_is_live(job_id):
-                await self._slots.release(job_id)
-                log.info("browser.slot_reclaimed", job_id=job_id)
-                freed = True
-        return freed
-
-    async def _job_is_live(self, job_id: str) -> bool:
-        try:
-            client = activity.client()
-        except RuntimeError:
-            return True
-        return await job_is_running(client, job_id)
-
     @activity.defn(name="finish_execution")
     async def finish_execution(self, input: FinishExecutionInput) -> None:
         await self._executions.finish(
             input.execution_id, input.status, error=input.error, failed_step=input.failed_step
         )
-
-
-async def job_is_running(client: Any, job_id: str) -> bool:
-    try:
-        description = await client.get_workflow_handle(job_id).describe()
-    except RPCError as exc:
-        return exc.status != RPCStatusCode.NOT_FOUND
-    return bool(description.status == WorkflowExecutionStatus.RUNNING)
 
 
 def _ms_since(started: float) -> int:

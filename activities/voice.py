@@ -18,13 +18,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities import Dependencies
 from activities.bookkeeping import record_after
 from activities.errors import to_application_error
+from activities.slots import reclaim_abandoned_slots
 from core.crypto import TokenCipher, token_key
 from core.errors import (
     CALL_PLACEMENT_UNKNOWN,
@@ -186,7 +185,7 @@ class VoiceActivities:
             raise _permanent("the call's phone number is not stored", RESOURCE_NOT_FOUND) from None
         # Slots are held by job: a retried attempt renews its own, never takes a second one.
         if not await self._slots.acquire(input.job_id, wait=True):
-            if not await self._reclaim_abandoned_slots() or not await self._slots.acquire(
+            if not await reclaim_abandoned_slots(self._slots) or not await self._slots.acquire(
                 input.job_id, wait=True
             ):
                 return PlaceCallResult(placed=False)
@@ -243,29 +242,6 @@ class VoiceActivities:
             job_id=input.job_id,
         )
         return PlaceCallResult(placed=True, vapi_call_id=call.id, status=call.status)
-
-    async def _reclaim_abandoned_slots(self) -> bool:
-        """Free the slots of jobs that ended without giving theirs back (terminated from the
-        Web UI or the CLI, so no code of theirs ran); True when one was freed."""
-        try:
-            client = activity.client()
-        except RuntimeError:  # an activity run outside a worker has no client to ask
-            return False
-        freed = False
-        for job_id in await self._slots.holders():
-            try:
-                description = await client.get_workflow_handle(job_id).describe()
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    continue
-                running = False
-            else:
-                running = description.status == WorkflowExecutionStatus.RUNNING
-            if not running:
-                await self._slots.release(job_id)
-                log.info("voice.slot_reclaimed", job_id=job_id)
-                freed = True
-        return freed
 
     @activity.defn(name="check_call")
     async def check_call(self, input: CheckCallInput) -> CallSnapshot:

@@ -156,7 +156,9 @@ async def measure(runs: int, env: dict[str, str], tmp: Path, children: list[Chil
             async def watch() -> None:
                 nonlocal peak
                 while True:
-                    open_now = {_profile_of(pid) for pid in _browsers(profiles)} - {""}
+                    open_now = {_profile_of(pid) for pid in chromium_processes(str(profiles))} - {
+                        ""
+                    }
                     peak = max(peak, len(open_now))
                     await asyncio.sleep(0.05)
 
@@ -205,10 +207,6 @@ async def measure(runs: int, env: dict[str, str], tmp: Path, children: list[Chil
             )
         finally:
             await queue.close()
-
-
-def _browsers(profiles: Path) -> list[int]:
-    return chromium_processes(str(profiles))
 
 
 def _profile_of(pid: int) -> str:

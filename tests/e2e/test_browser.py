@@ -254,7 +254,6 @@ async def test_the_browser_of_a_sigkilled_worker_is_reaped_by_the_next_worker(
         assert doomed.proc is not None
         doomed.proc.send_signal(signal.SIGKILL)
         assert await doomed.wait_exit() == -signal.SIGKILL
-        await asyncio.sleep(0.5)
         assert orphans & set(chromium_processes(browsers.profiles_dir))  # left running
         await spawn(processes, browsers.env, tmp_path)
         assert not orphans & set(chromium_processes(browsers.profiles_dir))
