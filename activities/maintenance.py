@@ -23,13 +23,19 @@ from activities import Dependencies
 from activities.heartbeat import auto_heartbeat, heartbeat
 from core.crypto import TokenCipher, token_key
 from core.logging import get_logger
+from db.ads import AdFileStore
 from db.base import utcnow
 from db.browser import ExecutionStore
 from db.dedup import JobKeyStore
-from db.housekeeping import purge_executions, purge_once
+from db.housekeeping import purge_analysis, purge_executions, purge_once
 from db.job_inputs import JobInputStore
 from db.memory import MemoryCleaner, PatternConsolidator, StepKey
+from db.reports import ReportStore
 from db.secrets import SecretStore
+from db.seo import CrawlPageStore
+
+# A crawl's pages are deleted with its report; those left this long belong to abandoned jobs.
+CRAWL_PAGES_RETENTION = timedelta(days=7)
 
 log = get_logger(__name__)
 
@@ -80,6 +86,8 @@ class PurgeResult(BaseModel):
     job_secrets: int
     job_inputs: int
     browser_executions: int = 0
+    # Analysis reports, ad data files and abandoned crawl pages.
+    analysis_rows: int = 0
 
 
 class MaintenanceActivities:
@@ -90,32 +98,46 @@ class MaintenanceActivities:
         purgers: tuple[JobKeyStore, SecretStore, JobInputStore],
         executions: ExecutionStore,
         execution_retention: timedelta,
+        analysis: tuple[ReportStore, AdFileStore, CrawlPageStore] | None = None,
+        analysis_retention: timedelta = timedelta(days=90),
     ) -> None:
         self._cleaner = cleaner
         self._consolidator = consolidator
         self._purgers = purgers
         self._executions = executions
         self._execution_retention = execution_retention
+        self._analysis = analysis
+        self._analysis_retention = analysis_retention
 
     @activity.defn(name="purge_expired_rows")
     @auto_heartbeat
     async def purge_expired_rows(self) -> PurgeResult:
         """Delete expired job-id dedup keys, job secrets and stored job inputs, and browser
-        executions past BROWSER_EXECUTION_RETENTION_DAYS."""
+        executions past BROWSER_EXECUTION_RETENTION_DAYS, and analysis reports and ad data
+        files past ANALYSIS_RETENTION_DAYS (with the pages of crawls abandoned for a week)."""
         keys, secrets, inputs = await purge_once(*self._purgers)
         executions = await purge_executions(self._executions, utcnow() - self._execution_retention)
+        analysis = 0
+        if self._analysis is not None:
+            analysis = await purge_analysis(
+                *self._analysis,
+                stored_before=utcnow() - self._analysis_retention,
+                crawled_before=utcnow() - CRAWL_PAGES_RETENTION,
+            )
         log.info(
             "housekeeping.purged",
             dedup_keys=keys,
             job_secrets=secrets,
             job_inputs=inputs,
             browser_executions=executions,
+            analysis_rows=analysis,
         )
         return PurgeResult(
             dedup_keys=keys,
             job_secrets=secrets,
             job_inputs=inputs,
             browser_executions=executions,
+            analysis_rows=analysis,
         )
 
     @activity.defn(name="clean_memory")
@@ -182,6 +204,8 @@ def build_maintenance_activities(deps: Dependencies) -> list[Callable[..., Any]]
         ),
         ExecutionStore(deps.sessions),
         timedelta(days=deps.settings.browser_execution_retention_days),
+        (ReportStore(deps.sessions), AdFileStore(deps.sessions), CrawlPageStore(deps.sessions)),
+        timedelta(days=deps.settings.analysis_retention_days),
     )
     return [
         maintenance.clean_memory,

@@ -104,6 +104,9 @@ list_dead_webhooks = _on_shared_queue(JobQueue.list_dead_webhooks)
 redeliver_webhooks = _on_shared_queue(JobQueue.redeliver_webhooks)
 discard_webhooks = _on_shared_queue(JobQueue.discard_webhooks)
 enable_webhook_endpoint = _on_shared_queue(JobQueue.enable_webhook_endpoint)
+upload_ad_data = _on_shared_queue(JobQueue.upload_ad_data)
+get_report = _on_shared_queue(JobQueue.get_report)
+list_ad_actions = _on_shared_queue(JobQueue.list_ad_actions)
 
 
 class AddTypedJob(Protocol[DataT_contra]):

@@ -16,12 +16,14 @@ from core.config import Settings
 from core.errors import UnknownJobType, UnknownQueue
 from core.jobs import JobType, WorkflowExecutionJobData
 from core.queues import QueueName, QueueSpec
+from db.ads import AdActionStore, AdFileStore
 from db.browser import BrowserWorkflowStore, ExecutionStore
 from db.dead_letters import DeadLetterStore
 from db.dedup import JobKeyStore
 from db.email import EmailAccountStore
 from db.enrichment import EnrichmentStore
 from db.job_inputs import JobInputStore
+from db.reports import ReportStore
 from db.secrets import SecretStore
 from db.voice import CallStore
 from tracking.store import JobState, JobTracker
@@ -75,6 +77,9 @@ class QueueBase:
         dead_letters: DeadLetterStore | None = None,
         browser_workflows: BrowserWorkflowStore | None = None,
         executions: ExecutionStore | None = None,
+        reports: ReportStore | None = None,
+        ad_files: AdFileStore | None = None,
+        ad_actions: AdActionStore | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -89,6 +94,9 @@ class QueueBase:
         self.dead_letters = dead_letters
         self.browser_workflows = browser_workflows
         self.executions = executions
+        self.reports = reports
+        self.ad_files = ad_files
+        self.ad_actions = ad_actions
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     async def _pin_browser_workflow(

@@ -4,7 +4,7 @@ A job is a workflow execution whose id is the job id; its queue is the task queu
 same name. Redis holds the job records and statistics for fast reads; Temporal stays the
 source of truth and answers when Redis cannot. Each part of the API has its own module:
 ``enqueue``, ``reads``, ``stats``, ``operations``, ``mailboxes``, ``calls``, ``enrichment``,
-``schedules``, ``dead_letters`` and ``browser``.
+``schedules``, ``dead_letters``, ``browser`` and ``analysis``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from redis.exceptions import RedisError
 
+from client.analysis import Analysis
 from client.browser import BrowserWorkflows
 from client.calls import Calls
 from client.dead_letters import DeadLetters
@@ -28,12 +29,14 @@ from core.config import Settings, get_settings
 from core.crypto import TokenCipher, token_key
 from core.logging import get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
+from db.ads import AdActionStore, AdFileStore
 from db.browser import BrowserWorkflowStore, ExecutionStore
 from db.dead_letters import DeadLetterStore
 from db.dedup import JobKeyStore
 from db.email import EmailAccountStore
 from db.enrichment import EnrichmentStore
 from db.job_inputs import JobInputStore
+from db.reports import ReportStore
 from db.schema import ensure_schema
 from db.secrets import SecretStore
 from db.session import create_engine, create_sessionmaker
@@ -54,6 +57,7 @@ class JobQueue(
     Schedules,
     DeadLetters,
     BrowserWorkflows,
+    Analysis,
 ):
     """All queue operations; module-level functions (``client.api``) use one shared instance."""
 
@@ -99,6 +103,9 @@ class JobQueue(
             dead_letters=DeadLetterStore(sessions),
             browser_workflows=BrowserWorkflowStore(sessions),
             executions=ExecutionStore(sessions),
+            reports=ReportStore(sessions),
+            ad_files=AdFileStore(sessions),
+            ad_actions=AdActionStore(sessions),
         )
         queue._closers = [redis.aclose, engine.dispose]
         return queue

@@ -62,6 +62,8 @@ class JobKind:
 
 _EMAIL = "activities.email:build_email_activities"
 _MAINTENANCE = "activities.maintenance:build_maintenance_activities"
+_SEO = "activities.seo:build_seo_activities"
+_ADS = "activities.ads:build_ad_activities"
 T, Q = JobType, QueueName
 
 JOB_KINDS: dict[JobType, JobKind] = {
@@ -74,10 +76,14 @@ JOB_KINDS: dict[JobType, JobKind] = {
         JobKind(T.VOICE_CALL, Q.VOICE, VoiceCallJobData,
                 workflow="workflows.voice_call:VoiceCallWorkflow",
                 activities="activities.voice:build_voice_activities"),
-        JobKind(T.SEO_AUDIT, Q.SEO, SeoAuditJobData),
-        JobKind(T.KEYWORD_ANALYSIS, Q.SEO, KeywordAnalysisJobData),
-        JobKind(T.AD_ANALYSIS, Q.ADS, AdAnalysisJobData),
-        JobKind(T.AD_AUTOMATION, Q.ADS, AdAutomationJobData),
+        JobKind(T.SEO_AUDIT, Q.SEO, SeoAuditJobData,
+                workflow="workflows.seo_audit:SeoAuditWorkflow", activities=_SEO),
+        JobKind(T.KEYWORD_ANALYSIS, Q.SEO, KeywordAnalysisJobData,
+                workflow="workflows.keyword_analysis:KeywordAnalysisWorkflow", activities=_SEO),
+        JobKind(T.AD_ANALYSIS, Q.ADS, AdAnalysisJobData,
+                workflow="workflows.ad_analysis:AdAnalysisWorkflow", activities=_ADS),
+        JobKind(T.AD_AUTOMATION, Q.ADS, AdAutomationJobData,
+                workflow="workflows.ad_automation:AdAutomationWorkflow", activities=_ADS),
         JobKind(T.LEAD_ENRICHMENT, Q.ENRICHMENT, LeadEnrichmentJobData,
                 workflow="workflows.lead_enrichment:LeadEnrichmentWorkflow",
                 activities="activities.enrichment:build_enrichment_activities"),

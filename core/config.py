@@ -100,6 +100,21 @@ class Settings(BaseSettings):
     # (integrations.apify.DEFAULT_FIELD_MAPPING).
     apify_field_mapping: str = ""
 
+    # PageSpeed Insights v5 (providers.md 9), optional in SEO audits: used when a key is set;
+    # the emulator (emulators/pagespeed.py) stands in locally.
+    pagespeed_api_key: str = ""
+    pagespeed_api_base_url: str = "https://www.googleapis.com"
+
+    # Ad platforms for AD_ANALYSIS / AD_AUTOMATION (providers.md 9; integrations/ads.py); the
+    # emulator (emulators/ads.py) stands in locally. Users' access tokens come per account.
+    meta_api_base_url: str = "https://graph.facebook.com"
+    meta_api_version: str = Field(default="v21.0", pattern=r"^v\d+\.\d+$")
+    google_ads_api_base_url: str = "https://googleads.googleapis.com"
+    google_ads_api_version: str = Field(default="v18", pattern=r"^v\d+$")
+    google_ads_developer_token: str = ""
+    # The manager account's id when customers are reached through one (dashes allowed).
+    google_ads_login_customer_id: str = Field(default="", pattern=r"^(\d{3}-?\d{3}-?\d{4})?$")
+
     # Browser automation (WORKFLOW_EXECUTION): local headless Chromium, or Browserbase
     # (providers.md 7; its emulator stands in locally).
     browser_provider: Literal["local", "browserbase"] = "local"
@@ -114,6 +129,17 @@ class Settings(BaseSettings):
     # Finished executions, their step results and screenshots are deleted by housekeeping
     # after this many days.
     browser_execution_retention_days: int = Field(default=30, ge=1)
+
+    # SEO crawls (SEO_AUDIT, KEYWORD_ANALYSIS): requests per second to one site (a
+    # robots.txt Crawl-delay slows it further), pages fetched at once, one request's timeout.
+    seo_crawl_rate_per_second: float = Field(default=5.0, gt=0, le=100)
+    seo_crawl_concurrency: int = Field(default=4, ge=1, le=32)
+    seo_crawl_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+    # Let a crawl reach private and loopback addresses (the local demo and tests only).
+    seo_allow_private_targets: bool = False
+    # Stored SEO and ad reports and uploaded ad data files are deleted by housekeeping after
+    # this many days (the ad automation audit trail is kept).
+    analysis_retention_days: int = Field(default=90, ge=1)
 
     webhook_allow_private_targets: bool = False
     # Timeout of one outbound HTTP request; workflows.policies.HTTP_TIMEOUT (30 s) bounds the

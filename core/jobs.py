@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -20,8 +21,11 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from core.ads import Rule
 
 
 class JobType(StrEnum):
@@ -174,31 +178,139 @@ class WorkflowExecutionJobData(JobData):
         return set(self.context) | set(self.secret_context or {})
 
 
+def _without_credentials(value: AnyHttpUrl) -> AnyHttpUrl:
+    # A URL's user and password would sit in history and logs in clear.
+    if value.username or value.password:
+        raise ValueError("must not carry credentials")
+    return value
+
+
+SiteUrl = Annotated[AnyHttpUrl, AfterValidator(_without_credentials)]
+MaxPages = Annotated[int, Field(ge=1, le=500)]
+MaxDepth = Annotated[int, Field(ge=0, le=10)]
+
+
 class SeoAuditJobData(JobData):
     user_id: NonEmptyId
-    url: AnyHttpUrl
+    # Where the crawl starts; it stays on this URL's host (scheme, host and port).
+    url: SiteUrl
+    max_pages: MaxPages = 50
+    # Link hops from the start page (0: the start page only).
+    max_depth: MaxDepth = 3
+    # The PageSpeed Insights strategy, used when PAGESPEED_API_KEY is set.
     strategy: Literal["desktop", "mobile"] = "mobile"
 
 
 class KeywordAnalysisJobData(JobData):
     user_id: NonEmptyId
-    keywords: Annotated[list[NonEmptyId], Field(min_length=1, max_length=1000)]
-    url: AnyHttpUrl | None = None
+    url: SiteUrl
+    keywords: Annotated[list[NonEmptyId], Field(min_length=1, max_length=100)]
+    max_pages: MaxPages = 50
+    max_depth: MaxDepth = 3
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords_have_words(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for keyword in value:
+            if not any(ch.isalnum() for ch in keyword):
+                raise ValueError(f"{keyword!r} has no letters or digits")
+            if keyword.casefold() in seen:
+                raise ValueError(f"{keyword!r} is listed twice")
+            seen.add(keyword.casefold())
+        return value
 
 
-class AdAnalysisJobData(JobData):
+class AdFileSource(JobData):
+    """Rows from a file uploaded with ``JobQueue.upload_ad_data`` (CSV or JSON)."""
+
+    kind: Literal["csv", "json"]
+    file_id: NonEmptyId
+
+
+class MetaAdsSource(JobData):
+    """Rows from a Meta ad account through the Marketing API insights."""
+
+    kind: Literal["meta"]
+    account_id: Annotated[
+        str, StringConstraints(strip_whitespace=True, pattern=r"^(act_)?\d{1,20}$")
+    ]
+
+
+class GoogleAdsSource(JobData):
+    """Rows from a Google Ads customer through the Google Ads API."""
+
+    kind: Literal["google"]
+    customer_id: Annotated[
+        str, StringConstraints(strip_whitespace=True, pattern=r"^\d{3}-?\d{3}-?\d{4}$")
+    ]
+
+
+AdSource = Annotated[AdFileSource | MetaAdsSource | GoogleAdsSource, Field(discriminator="kind")]
+
+
+class DateRange(JobData):
+    """Days from ``since`` to ``until``, both included."""
+
+    since: date
+    until: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateRange:
+        if self.until < self.since:
+            raise ValueError("until: must not be before since")
+        if (self.until - self.since).days > 366:
+            raise ValueError("until: a range spans at most 367 days")
+        return self
+
+
+class _AdJobData(JobData):
     user_id: NonEmptyId
-    platform: Literal["google", "meta"]
-    account_id: NonEmptyId
-    date_range_days: Annotated[int, Field(ge=1, le=365)] = 30
+    source: AdSource
+    # Without one: every row of a file; the last 30 days (7 for automation) from a provider.
+    date_range: DateRange | None = None
+    # The provider's OAuth access token (Meta or Google sources): stored encrypted, the job
+    # carries only its id.
+    access_token: str | None = Field(default=None, repr=False, exclude=True)
+    access_token_id: str | None = None
+
+    secret_fields: ClassVar[dict[str, str]] = {"access_token": "access_token_id"}
+    optional_secrets: ClassVar[frozenset[str]] = frozenset({"access_token"})
+
+    @model_validator(mode="after")
+    def _token_for_providers(self) -> _AdJobData:
+        provider = self.source.kind in ("meta", "google")
+        if provider and self.access_token is None and self.access_token_id is None:
+            raise ValueError(f"accessToken: required for a {self.source.kind} source")
+        return self
 
 
-class AdAutomationJobData(JobData):
-    user_id: NonEmptyId
-    platform: Literal["google", "meta"]
-    account_id: NonEmptyId
-    action: NonEmptyId
-    parameters: dict[str, Any] = Field(default_factory=dict)
+class AdAnalysisJobData(_AdJobData):
+    pass
+
+
+class AdAutomationJobData(_AdJobData):
+    rules: Annotated[list[Rule], Field(min_length=1, max_length=50)]
+    # A dry run lists the actions the rules would take and takes none.
+    dry_run: bool = True
+
+    @model_validator(mode="after")
+    def _runnable(self) -> AdAutomationJobData:
+        ids = [rule.id for rule in self.rules]
+        if len(set(ids)) != len(ids):
+            raise ValueError("rules: every rule needs its own id")
+        if not self.dry_run and self.source.kind in ("csv", "json"):
+            raise ValueError(
+                "source.kind: a real run changes ads through a provider (meta or google); "
+                "a file source allows dryRun only"
+            )
+        if self.source.kind == "google":
+            for i, rule in enumerate(self.rules):
+                if rule.action != "pause" and rule.level == "ad_set":
+                    raise ValueError(
+                        f"rules.{i}.level: Google Ads budgets belong to campaigns, not ad groups"
+                    )
+        return self
 
 
 class MemoryCleanupOptions(JobData):

@@ -527,3 +527,80 @@ class BrowserScreenshot(Base):
     step_index: Mapped[int] = mapped_column(Integer)
     content: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SeoCrawlPage(Base):
+    """One URL a crawl fetched, with its facts, so a retried crawl does not fetch it again;
+    deleted once the job's report is stored."""
+
+    __tablename__ = "seo_crawl_pages"
+
+    job_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    depth: Mapped[int] = mapped_column(Integer)
+    facts: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+ReportKind = Literal["seo_audit", "keyword_analysis", "ad_analysis", "ad_automation"]
+REPORT_KINDS: tuple[str, ...] = get_args(ReportKind)
+
+
+class AnalysisReport(Base):
+    """The stored report of an SEO, keyword or ad job, readable by its user only."""
+
+    __tablename__ = "analysis_reports"
+    __table_args__ = (CheckConstraint(_one_of("kind", REPORT_KINDS), name="kind"),)
+
+    job_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    report: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class AdDataFile(Base):
+    """An uploaded CSV or JSON file of ad performance rows (too large for job data)."""
+
+    __tablename__ = "ad_data_files"
+    __table_args__ = (CheckConstraint(_one_of("format", ("csv", "json")), name="format"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(8))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+AdActionStatus = Literal["pending", "done", "failed"]
+AD_ACTION_STATUSES: tuple[str, ...] = get_args(AdActionStatus)
+
+
+class AdAction(Base):
+    """One change an AD_AUTOMATION rule made (or is making) to a campaign, ad set or ad: the
+    audit record, and the key that allows one action per rule, entity and day."""
+
+    __tablename__ = "ad_actions"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", AD_ACTION_STATUSES), name="status"),
+        UniqueConstraint("user_id", "rule_id", "level", "entity_id", "day"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(255), index=True)
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    account_id: Mapped[str] = mapped_column(String(64))
+    rule_id: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    day: Mapped[str] = mapped_column(String(10))  # ISO date (UTC) the action belongs to
+    before: Mapped[Any] = mapped_column(JSON)
+    after: Mapped[Any] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -2,9 +2,9 @@
 
 Starts, in order: database migrations, the Temporal dev server (persisted under var/, Web
 UI on :8233) unless TEMPORAL_ADDRESS already answers, a loopback webhook receiver for the
-demo, the HTTP API (``python -m api``, :8000), the email, voice and enrichment demos (emulated
-providers, when no real ones are configured), and ``worker.py --all``. Ctrl-C (or SIGTERM)
-stops the workers gracefully first, then the rest.
+demo, the HTTP API (``python -m api``, :8000), the email, voice, enrichment, browser, SEO
+and ads demos (emulated providers, when no real ones are configured), and ``worker.py
+--all``. Ctrl-C (or SIGTERM) stops the workers gracefully first, then the rest.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from core.config import VAR_DIR, load_settings
 from core.crypto import local_key_file
-from devtools import email_demo, enrichment_demo, voice_demo
+from devtools import analysis_demo, email_demo, enrichment_demo, voice_demo
 from devtools.devserver import DevServer
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +69,12 @@ def main() -> int:
     )
     if enrichment_demo_on:
         env.update(enrichment_demo.demo_environment())
+    analysis_demo_on = env.get("APP_ENV", "development") != "production" and not any(
+        name in env
+        for name in ("META_API_BASE_URL", "GOOGLE_ADS_API_BASE_URL", "PAGESPEED_API_KEY")
+    )
+    if analysis_demo_on:
+        env.update(analysis_demo.demo_environment())
     browser_demo_on = env.get("APP_ENV", "development") != "production" and (
         env.get("BROWSER_PROVIDER", "local") == "local"
     )
@@ -139,6 +145,15 @@ def main() -> int:
                 "browser demo site",
                 subprocess.Popen(
                     [python, "-m", "devtools.browser_demo"], env=env, cwd=PROJECT_ROOT
+                ),
+            )
+        )
+    if analysis_demo_on:
+        services.append(
+            (
+                "SEO and ads emulators",
+                subprocess.Popen(
+                    [python, "-m", "devtools.analysis_demo"], env=env, cwd=PROJECT_ROOT
                 ),
             )
         )

@@ -1,10 +1,10 @@
 """The settings that point the jobs at running emulators of Google, Microsoft, Anthropic,
-Vapi, Apify and Browserbase (``make run``'s demo, the end-to-end tests, the benchmarks): environment
-variable -> value, for emulators serving at the given base URLs."""
+Vapi, Apify, Browserbase and PageSpeed Insights (``make run``'s demo, the end-to-end tests,
+the benchmarks): environment variable -> value, for emulators serving at the given base URLs."""
 
 from __future__ import annotations
 
-from emulators import apify, browserbase, google, microsoft, vapi
+from emulators import ads, apify, browserbase, google, microsoft, pagespeed, vapi
 
 
 def google_settings(url: str) -> dict[str, str]:
@@ -54,6 +54,16 @@ def apify_settings(url: str) -> dict[str, str]:
     }
 
 
+def ads_settings(url: str) -> dict[str, str]:
+    """Both ad platforms at one ``emulators.ads`` app; users' tokens come with their accounts
+    (``ads.DEFAULT_META_TOKEN``, ``ads.DEFAULT_GOOGLE_TOKEN``)."""
+    return {
+        "META_API_BASE_URL": url,
+        "GOOGLE_ADS_API_BASE_URL": url,
+        "GOOGLE_ADS_DEVELOPER_TOKEN": ads.DEFAULT_DEVELOPER_TOKEN,
+    }
+
+
 def browserbase_settings(url: str) -> dict[str, str]:
     return {
         "BROWSER_PROVIDER": "browserbase",
@@ -61,3 +71,7 @@ def browserbase_settings(url: str) -> dict[str, str]:
         "BROWSERBASE_API_KEY": browserbase.DEFAULT_API_KEY,
         "BROWSERBASE_PROJECT_ID": browserbase.DEFAULT_PROJECT_ID,
     }
+
+
+def pagespeed_settings(url: str) -> dict[str, str]:
+    return {"PAGESPEED_API_BASE_URL": url, "PAGESPEED_API_KEY": pagespeed.DEFAULT_API_KEY}

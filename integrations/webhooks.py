@@ -12,13 +12,11 @@ for one host is never reused for another host that resolves to the same address.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import ipaddress
-import socket
 import sys
 import time
 from collections import OrderedDict
@@ -31,6 +29,7 @@ import httpcore
 import httpx
 
 from integrations.errors import parse_retry_after
+from integrations.targets import TargetForbidden, read_capped, resolve_public_target
 
 SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v1"
@@ -106,61 +105,6 @@ def verify(
     return matched
 
 
-class TargetForbidden(Exception):
-    """The webhook target resolves to an address that is not on the public internet."""
-
-
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
-
-def _is_forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address):
-        # IPv6 forms that carry an IPv4 address are judged by the address they carry.
-        if ip.ipv4_mapped is not None:
-            return _is_forbidden(ip.ipv4_mapped)
-        if ip.sixtofour is not None:
-            return _is_forbidden(ip.sixtofour)
-        if ip in _NAT64:
-            return _is_forbidden(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-        if ip.is_site_local:
-            return True
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or not ip.is_global  # e.g. 100.64.0.0/10 carrier-grade NAT
-    )
-
-
-async def resolve_public_target(host: str, port: int, allow_private: bool) -> str:
-    """Resolve ``host`` and return the address to connect to.
-
-    Raises TargetForbidden if any resolved address is not public (unless ``allow_private``),
-    and ``OSError`` (``socket.gaierror``) if the name does not resolve.
-    """
-    name = host.strip("[]")
-    try:
-        # An address literal needs no lookup (which would cost a thread-pool round trip).
-        addresses = [str(ipaddress.ip_address(name))]
-    except ValueError:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-        )
-        addresses = [str(info[4][0]) for info in infos]
-    if not addresses:
-        raise OSError(f"no address for {name!r}")
-    if not allow_private:
-        for address in addresses:
-            # Any bad answer refuses the whole name: a mix of public and private records is
-            # a rebinding trick, not a configuration to work around.
-            if _is_forbidden(ipaddress.ip_address(address)):
-                raise TargetForbidden("target address is not public")
-    return addresses[0]
-
-
 @dataclass(frozen=True, slots=True)
 class DeliveryOutcome:
     """What one delivery attempt came to; ``kind`` decides whether it is retried."""
@@ -192,14 +136,7 @@ def _is_ip_literal(host: str) -> bool:
 
 
 async def _read_some(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_BODY_READ:
-            break
-    return b"".join(chunks)
+    return await read_capped(response, MAX_BODY_READ)
 
 
 def _classify(response: httpx.Response, body: bytes, elapsed_ms: float) -> DeliveryOutcome:

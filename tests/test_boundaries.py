@@ -36,7 +36,7 @@ def test_importing_client_loads_no_worker_code() -> None:
     "module",
     [
         "webhooks", "google", "microsoft", "drafting", "errors", "vapi", "apify",
-        "browserbase", "browsers",
+        "browserbase", "browsers", "ads", "pagespeed", "crawler", "targets",
     ],
 )  # fmt: skip
 def test_integrations_do_not_import_temporal(module: str) -> None:

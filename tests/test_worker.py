@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import worker
 from core.queues import QueueName
 from worker import parse_queues
 
@@ -75,13 +76,17 @@ def test_schema_behind_with_migrate_on_start_off_names_the_command(tmp_path: Pat
     assert "worker.ready" not in done.stderr
 
 
-SERVED = "email, voice, enrichment, workflow, maintenance, webhooks"
+SERVED = "email, voice, seo, ads, enrichment, workflow, maintenance, webhooks"
 
 
-def test_queue_without_job_types_is_nothing_to_run(tmp_path: Path):
-    done = run_worker("--task-queue", "seo", DATABASE_URL=f"sqlite:///{tmp_path / 'j.db'}")
-    assert done.returncode == 4
-    assert "seo" in done.stderr and f"queues with job types: {SERVED}" in done.stderr
+def test_queue_without_job_types_is_nothing_to_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    # Every queue has job types now; a queue whose job types are only declared is refused.
+    monkeypatch.setattr(worker, "implemented_queues", lambda: [QueueName.EMAIL])
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'j.db'}")
+    assert worker.main(["--task-queue", "seo"]) == worker.EXIT_NOTHING_TO_RUN
+    assert "queues with job types: email" in capsys.readouterr().err
     assert not (tmp_path / "j.db").exists()  # refused before touching anything
 
 
@@ -97,6 +102,8 @@ def test_queue_selection():
     assert parse_queues(["--all"]) == [
         QueueName.EMAIL,
         QueueName.VOICE,
+        QueueName.SEO,
+        QueueName.ADS,
         QueueName.ENRICHMENT,
         QueueName.WORKFLOW,
         QueueName.MAINTENANCE,

@@ -32,6 +32,9 @@ HTTP_TIMEOUT = timedelta(seconds=30)
 # One LLM request: long generations take a minute or two.
 LLM_TIMEOUT = timedelta(minutes=3)
 LLM_HEARTBEAT = timedelta(seconds=30)
+# One slow provider request (a PageSpeed Insights run takes tens of seconds).
+SLOW_CALL_TIMEOUT = timedelta(minutes=3)
+SLOW_CALL_HEARTBEAT = timedelta(seconds=30)
 # Our own database: a statement that takes longer than this is stuck.
 DB_TIMEOUT = timedelta(seconds=30)
 # Bookkeeping after a side effect must land: it keeps trying at least this often.
@@ -86,6 +89,11 @@ def http_call(run: RunOptions) -> ActivityOptions:
 def llm_call(run: RunOptions) -> ActivityOptions:
     """One request to a language model."""
     return _options(run, LLM_TIMEOUT, LLM_HEARTBEAT)
+
+
+def slow_call(run: RunOptions) -> ActivityOptions:
+    """One provider request that takes tens of seconds (PageSpeed Insights)."""
+    return _options(run, SLOW_CALL_TIMEOUT, SLOW_CALL_HEARTBEAT)
 
 
 def long_step(run: RunOptions) -> ActivityOptions:

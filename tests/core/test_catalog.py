@@ -11,12 +11,13 @@ from core.catalog import (
     JOB_TYPE_OF_WORKFLOW,
     QUEUE_OF_JOB_TYPE,
     WORKFLOW_NAMES,
+    JobKind,
     implemented_queues,
     job_type_name,
     kinds_of,
     resolve,
 )
-from core.jobs import JobType
+from core.jobs import JobType, SeoAuditJobData
 from core.queues import QueueName
 from workflows.registry import all_workflows, workflow_class, workflows_of
 
@@ -46,25 +47,28 @@ def test_implemented_job_types_resolve(kind) -> None:
     assert kind.activities is not None and callable(resolve(kind.activities))
 
 
-def test_declared_job_types_have_no_workflow() -> None:
-    declared = [k for k in JOB_KINDS.values() if not k.implemented]
-    assert declared, "some job types are declared only"
-    for kind in declared:
-        with pytest.raises(LookupError):
-            workflow_class(kind)
+def test_every_job_type_of_the_prd_has_a_workflow() -> None:
+    assert [k.job_type for k in JOB_KINDS.values() if not k.implemented] == []
+
+
+def test_a_declared_job_type_has_no_workflow() -> None:
+    with pytest.raises(LookupError):
+        workflow_class(JobKind(JobType.SEO_AUDIT, QueueName.SEO, SeoAuditJobData))
 
 
 def test_implemented_queues_and_their_workflows() -> None:
     assert set(implemented_queues()) == {
         QueueName.EMAIL,
         QueueName.VOICE,
+        QueueName.SEO,
+        QueueName.ADS,
         QueueName.ENRICHMENT,
         QueueName.WORKFLOW,
         QueueName.MAINTENANCE,
         QueueName.WEBHOOKS,
     }
     assert len(all_workflows()) == sum(1 for k in JOB_KINDS.values() if k.implemented)
-    assert workflows_of(QueueName.SEO) == []
+    assert len(workflows_of(QueueName.SEO)) == 2
 
 
 def test_build_activities_calls_each_builder_once(settings) -> None:
@@ -82,7 +86,11 @@ def test_build_activities_calls_each_builder_once(settings) -> None:
     names = [getattr(fn, "__temporal_activity_definition").name for fn in built]
     assert len(names) == len(set(names))
     assert "sync_email_pages" in names and "write_email_draft" in names
-    assert build_activities(deps, QueueName.SEO) == []
+    seo = [
+        getattr(fn, "__temporal_activity_definition").name
+        for fn in build_activities(deps, QueueName.SEO)
+    ]
+    assert seo == ["crawl_site", "build_seo_report", "build_keyword_report", "run_pagespeed"]
 
 
 def test_resolve_refuses_bad_references() -> None:

@@ -52,16 +52,16 @@ EXAMPLES: dict[JobType, dict[str, Any]] = {
     },
     JobType.AD_ANALYSIS: {
         "user_id": "u1",
-        "platform": "google",
-        "account_id": "acc1",
-        "date_range_days": 14,
+        "source": {"kind": "meta", "account_id": "act_1001"},
+        "date_range": {"since": "2026-11-01", "until": "2026-11-30"},
+        "access_token_id": "sec_1",
     },
     JobType.AD_AUTOMATION: {
         "user_id": "u1",
-        "platform": "meta",
-        "account_id": "acc1",
-        "action": "pause_campaign",
-        "parameters": {"campaign_id": "42"},
+        "source": {"kind": "csv", "file_id": "adf_1"},
+        "rules": [
+            {"id": "r1", "action": "pause", "when": [{"metric": "cpa", "op": ">", "value": 50}]}
+        ],
     },
     JobType.LEAD_ENRICHMENT: {
         "user_id": "u1",
@@ -190,11 +190,18 @@ def _problem_locs(job_type: JobType, data: dict[str, Any]) -> list[tuple[Any, ..
         (JobType.VOICE_CALL, {"call_id": ""}, ("call_id",)),
         (JobType.SEO_AUDIT, {"url": "not a url"}, ("url",)),
         (JobType.SEO_AUDIT, {"url": "ftp://example.com/"}, ("url",)),
+        (JobType.SEO_AUDIT, {"url": "https://me:pw@example.com/"}, ("url",)),
+        (JobType.SEO_AUDIT, {"maxPages": 501}, ("maxPages",)),
+        (JobType.KEYWORD_ANALYSIS, {"keywords": ["tea", "TEA"]}, ("keywords",)),
         (JobType.KEYWORD_ANALYSIS, {"keywords": []}, ("keywords",)),
         (JobType.KEYWORD_ANALYSIS, {"keywords": ["ok", ""]}, ("keywords", 1)),
-        (JobType.AD_ANALYSIS, {"platform": "tiktok"}, ("platform",)),
-        (JobType.AD_ANALYSIS, {"date_range_days": 0}, ("date_range_days",)),
-        (JobType.AD_AUTOMATION, {"action": ""}, ("action",)),
+        (JobType.AD_ANALYSIS, {"source": {"kind": "tiktok"}}, ("source",)),
+        (
+            JobType.AD_ANALYSIS,
+            {"source": {"kind": "meta", "accountId": "x"}},
+            ("source", "meta", "accountId"),
+        ),
+        (JobType.AD_AUTOMATION, {"rules": []}, ("rules",)),
         (JobType.LEAD_ENRICHMENT, {"leads": []}, ("leads",)),
         (
             JobType.LEAD_ENRICHMENT,

@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from client.queue import JobQueue
+from core.catalog import JOB_KINDS, JobKind
 from core.config import Settings
 from core.errors import (
     InvalidArguments,
@@ -23,6 +24,7 @@ from core.errors import (
     UnknownQueue,
     WrongQueue,
 )
+from core.jobs import JobType, SeoAuditJobData
 from core.queues import QueueName
 from db.session import create_engine, create_sessionmaker
 from db.webhooks import WebhookDeliveryStore
@@ -56,7 +58,9 @@ async def count_running(job_queue: JobQueue) -> int:
 # -- validation: nothing starts --------------------------------------------------------
 
 
-async def test_bad_input_names_the_field_and_starts_nothing(job_queue: JobQueue):
+async def test_bad_input_names_the_field_and_starts_nothing(
+    job_queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+):
     before = await count_running(job_queue)
     with pytest.raises(InvalidJobData) as bad:
         await job_queue.add_job(
@@ -122,6 +126,9 @@ async def test_bad_input_names_the_field_and_starts_nothing(job_queue: JobQueue)
         await job_queue.add_job("webhooks", "send_fax", {})
     with pytest.raises(WrongQueue, match="runs on queue 'webhooks'"):
         await job_queue.add_job("email", "webhook_delivery", {})
+    # Every job type of the PRD runs now; one that is only declared is refused, unstarted.
+    declared = JobKind(JobType.SEO_AUDIT, QueueName.SEO, SeoAuditJobData)
+    monkeypatch.setitem(JOB_KINDS, JobType.SEO_AUDIT, declared)
     with pytest.raises(JobTypeNotAvailable):
         await job_queue.add_job("seo", "seo_audit", {"userId": "u", "url": "https://example.com/"})
     assert await count_running(job_queue) == before

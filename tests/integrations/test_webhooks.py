@@ -31,11 +31,10 @@ from cryptography.x509.oid import NameOID
 
 from emulators.webhook_receiver import ScriptedResponse, WebhookReceiver, new_secret
 from integrations.errors import parse_retry_after
+from integrations.targets import TargetForbidden, resolve_public_target
 from integrations.webhooks import (
     DeliveryOutcome,
-    TargetForbidden,
     WebhookSender,
-    resolve_public_target,
     sign,
     signing_key,
     verify,
