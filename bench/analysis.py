@@ -247,9 +247,10 @@ benchmark's process, each page answering after {PAGE_DELAY_MS} ms; crawl rate
 {markdown_table(("measure", "value"), rows)}
 
 Crawl {r.pages_per_s:.1f} pages/s against the target of {TARGET_PAGES_PER_S:.0f} at
-{RATE:.0f} requests/s allowed: **{verdict}**. The crawl's own rate counts the robots.txt and
-sitemap requests against the same budget; the job's rate adds its start, the report (every
-page judged and stored) and the completion. The ad job's time is reading the file from the
+{RATE:.0f} requests/s allowed: **{verdict}**. The crawl window runs from the first page request
+to the last (robots.txt before it and the sitemap check after it share the same rate); the
+job's rate adds its start, those two requests, the report (every page judged and stored) and
+the completion. The ad job's time is reading the file from the
 database, parsing and checking every row, the totals and ratios at three levels, outliers,
 and storing the report.
 {END_MARK}"""
