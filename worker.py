@@ -37,7 +37,7 @@ from activities import Dependencies, build_activities
 from core import temporal
 from core.catalog import implemented_queues
 from core.config import ConfigError, Settings, load_settings
-from core.errors import DatabaseUnavailable, SchemaNotReady
+from core.errors import DatabaseUnavailable, SchemaNotReady, TemporalUnavailable
 from core.logging import configure_logging, exit_process, get_logger
 from core.queues import QueueName, QueueSpec, load_catalog
 from core.schedules import declared_schedules, sync_schedules
@@ -235,7 +235,13 @@ async def worker_runtime(
         # Before any job is taken: a job must never run its side effect and then find no
         # table to record it in.
         await ensure_schema(engine, settings.database_url, migrate=settings.db_migrate_on_start)
-        client = await connect(settings)
+        try:
+            client = await connect(settings)
+        except RuntimeError as exc:  # the SDK's "Failed client connect: ..."
+            raise TemporalUnavailable(
+                f"cannot reach Temporal at {settings.temporal_address} (TEMPORAL_ADDRESS): "
+                f"{str(exc).splitlines()[0][:300]}"
+            ) from None
         await prepare_temporal(client, settings, catalog, queues)
         redis = connect_redis(settings)
         cleanup.push_async_callback(redis.aclose)
@@ -464,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:  # a setting only a queue's activities read (their builder)
         print(f"worker: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (SchemaNotReady, DatabaseUnavailable) as exc:
+    except (SchemaNotReady, DatabaseUnavailable, TemporalUnavailable) as exc:
         log.error("worker.start_failed", error=str(exc))
         print(f"worker: {exc}", file=sys.stderr)
         return EXIT_SCHEMA if isinstance(exc, SchemaNotReady) else EXIT_FAILED

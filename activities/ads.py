@@ -52,6 +52,7 @@ from core.errors import (
 from core.jobs import AdFileSource, AdSource, MetaAdsSource
 from core.logging import get_logger
 from db.ads import ActionRecord, AdActionStore, AdFileStore, action_key
+from db.base import utcnow
 from db.reports import ReportStore
 from db.secrets import SecretNotFound, SecretStore
 from integrations.ads import AdsAdapter, build_ads_adapters
@@ -321,7 +322,7 @@ class AdActivities:
                 level=record.level,
                 entity_id=record.entity_id,
             )
-            applied.append(record.model_copy(update={"status": "done"}))
+            applied.append(record.model_copy(update={"status": "done", "done_at": utcnow()}))
             await report_progress(round(100 * (i + 1) / len(plan_.actions)))
         result = AdAutomationResult(
             dry_run=False,

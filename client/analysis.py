@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from client.base import QueueBase
-from core.errors import InvalidArguments
+from core.errors import InvalidArguments, InvalidJobData
+from core.jobs import AdFileSource, JobData
 from db.ads import MAX_FILE_BYTES, ActionRecord, AdActionStore, AdFileStore
 from db.reports import ReportStore
 
@@ -42,6 +43,18 @@ class Analysis(QueueBase):
             raise InvalidArguments("upload_ad_data", problems)
         _, files, _ = self._analysis_stores()
         return await files.put(user_id.strip(), body, filename=filename, file_format=format)
+
+    async def _check_ad_file(self, data: JobData) -> None:
+        source = getattr(data, "source", None)
+        user_id = getattr(data, "user_id", "")
+        if not isinstance(source, AdFileSource):
+            return
+        _, files, _ = self._analysis_stores()
+        if await files.get(source.file_id, user_id=user_id) is None:
+            job_type = "ad_automation" if hasattr(data, "rules") else "ad_analysis"
+            raise InvalidJobData(
+                job_type, {"source.fileId": "no uploaded file of this id for this user"}
+            )
 
     async def get_report(self, job_id: str, *, user_id: str) -> dict[str, Any] | None:
         """The full stored report of an SEO_AUDIT (every page), KEYWORD_ANALYSIS,

@@ -14,7 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.config import Settings
 from core.errors import UnknownJobType, UnknownQueue
-from core.jobs import JobType, WorkflowExecutionJobData
+from core.jobs import JobData, JobType, WorkflowExecutionJobData
 from core.queues import QueueName, QueueSpec
 from db.ads import AdActionStore, AdFileStore
 from db.browser import BrowserWorkflowStore, ExecutionStore
@@ -105,6 +105,10 @@ class QueueBase:
     ) -> WorkflowExecutionJobData:
         """Checks a browser job's saved workflow (``client.browser`` implements it)."""
         raise RuntimeError("this JobQueue cannot check browser workflows")
+
+    async def _check_ad_file(self, data: JobData) -> None:  # noqa: ARG002 - client.analysis
+        """Refuses an ad job whose uploaded file is not the user's (``client.analysis``)."""
+        raise RuntimeError("this JobQueue cannot check ad data files")
 
     @staticmethod
     def _queue(name: object) -> QueueName:

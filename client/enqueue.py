@@ -33,7 +33,7 @@ from core.errors import (
     WrongQueue,
     describe_problems,
 )
-from core.jobs import JobData, JobType, WorkflowExecutionJobData, user_id_of
+from core.jobs import AdFileSource, JobData, JobType, WorkflowExecutionJobData, user_id_of
 from core.logging import get_logger
 from core.runs import JobRun, run_options
 from db.job_inputs import InputOfAnotherUser
@@ -153,6 +153,8 @@ class Enqueue(QueueBase):
             raise JobTypeNotAvailable(kind_type.value)
         if isinstance(parsed, WorkflowExecutionJobData):
             parsed = await self._pin_browser_workflow(parsed)
+        if isinstance(getattr(parsed, "source", None), AdFileSource):
+            await self._check_ad_file(parsed)
 
         start_delay = delay if isinstance(delay, timedelta) else timedelta(milliseconds=delay or 0)
         user_id = user_id_of(parsed)

@@ -114,6 +114,8 @@ _FIELD_ALIASES: dict[str, str] = {
     "campaign_budget.amount_micros": "campaign_daily_budget_micros",
 }
 _REQUIRED = ("day", "campaign_id", "ad_set_id", "ad_id")
+# Our field as an error names it: the column most files call it by.
+_SHOWN = {"day": "date"}
 _MICROS = Decimal(1_000_000)
 
 
@@ -194,14 +196,14 @@ def _row(fields: dict[str, Any], budgets: dict[str, Decimal]) -> AdRow:
     """The row of a record already in our field names."""
     ids = [str(fields.get(f) or "").strip() for f in _REQUIRED]
     if not all(ids):
-        missing = [f for f, found in zip(_REQUIRED, ids, strict=True) if not found]
+        missing = [_SHOWN.get(f, f) for f, found in zip(_REQUIRED, ids, strict=True) if not found]
         raise ValueError(f"{', '.join(missing)}: required")
     day_text, campaign_id, ad_set_id, ad_id = ids
     day_text = day_text[:10]
     try:
         day = date.fromisoformat(day_text)
     except ValueError:
-        raise ValueError(f"day: {day_text!r} is not a date (YYYY-MM-DD)") from None
+        raise ValueError(f"date: {day_text!r} is not a date (YYYY-MM-DD)") from None
     spend = _number(fields.get("spend"), "spend")
     if "spend_micros" in fields:
         spend = _number(fields["spend_micros"], "cost_micros", integer=True) / _MICROS

@@ -6,6 +6,7 @@ the names below are the ``type`` strings. Everything else is transient and retri
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -86,6 +87,10 @@ class DatabaseUnavailable(JobError):
     """The database could not be reached or answered with an error."""
 
 
+class TemporalUnavailable(JobError):
+    """The Temporal server could not be reached."""
+
+
 # The ``type`` names of ApplicationErrors, declared here and nowhere else.
 # Permanent: never retried (the retry policy lists them, and they are raised non_retryable).
 INVALID_JOB_DATA = "InvalidJobData"
@@ -134,6 +139,15 @@ def describe_problems(errors: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """Turn pydantic error dicts into ``{"field.path": "rule"}``."""
     problems: dict[str, str] = {}
     for err in errors:
-        loc = ".".join(str(part) for part in err.get("loc", ())) or "data"
-        problems[loc] = str(err.get("msg", "invalid"))
+        loc = ".".join(str(part) for part in err.get("loc", ()))
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        # A rule across fields names its field first ("source.kind: ..."): key it there.
+        named = _NAMED_RULE.match(message)
+        if named is not None:
+            field, message = named.group(1), named.group(2)
+            loc = f"{loc}.{field}" if loc else field
+        problems[loc or "data"] = message
     return problems
+
+
+_NAMED_RULE = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.DOTALL)

@@ -4,7 +4,8 @@ Starts, in order: database migrations, the Temporal dev server (persisted under 
 UI on :8233) unless TEMPORAL_ADDRESS already answers, a loopback webhook receiver for the
 demo, the HTTP API (``python -m api``, :8000), the email, voice, enrichment, browser, SEO
 and ads demos (emulated providers, when no real ones are configured), and ``worker.py
---all``. Ctrl-C (or SIGTERM) stops the workers gracefully first, then the rest.
+--all`` (started again if they die). Ctrl-C (or SIGTERM) stops the workers gracefully first,
+then the rest.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from devtools.devserver import DevServer
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECEIVER_PORT = 8299
 DEMO_SECRET_FILE = VAR_DIR / "demo-webhook.secret"
+# Workers that die are started again, unless they could not start for a reason a restart
+# does not change (worker.py's exit codes 2, 3 and 4) or died this often in the window.
+WORKER_SETUP_ERRORS = frozenset({2, 3, 4})
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
 
 
 def demo_secret() -> str:
@@ -157,7 +163,12 @@ def main() -> int:
                 ),
             )
         )
-    workers = subprocess.Popen([python, "worker.py", "--all"], env=env, cwd=PROJECT_ROOT)
+
+    def start_workers() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([python, "worker.py", "--all"], env=env, cwd=PROJECT_ROOT)
+
+    workers = start_workers()
+    restarts: list[float] = []
     print("workers starting for every queue with job types; `make demo` enqueues a webhook")
     print(f"press Ctrl-C to stop (running jobs get up to {grace:.0f} s to finish)")
 
@@ -173,9 +184,17 @@ def main() -> int:
     try:
         while not stopping:
             if workers.poll() is not None:
-                print(f"workers exited with {workers.returncode}", file=sys.stderr)
-                exit_code = workers.returncode or 1
-                break
+                code = workers.returncode
+                restarts = [t for t in restarts if time.monotonic() - t < RESTART_WINDOW_S]
+                if code in WORKER_SETUP_ERRORS or len(restarts) >= MAX_RESTARTS:
+                    print(f"workers exited with {code}; stopping", file=sys.stderr)
+                    exit_code = code or 1
+                    break
+                # Killed or crashed: start them again, as a process supervisor would. Their
+                # running jobs' activities are retried once their heartbeats time out.
+                print(f"workers exited with {code}; starting them again", file=sys.stderr)
+                restarts.append(time.monotonic())
+                workers = start_workers()
             time.sleep(0.5)
     finally:
         # Workers first, so running jobs finish while the server and emulators are there.

@@ -19,6 +19,7 @@ from client.base import JobInfo
 from client.queue import JobQueue
 from core.ads import Level
 from core.config import Settings
+from core.errors import InvalidJobData
 from core.queues import QueueName, load_catalog
 from core.temporal import data_converter
 from emulators import ads as emulator
@@ -123,12 +124,14 @@ async def test_a_csv_is_analysed_and_its_bad_rows_reported_by_line(ads: Ads):
     assert await ads.queue.get_report(info.id, user_id="someone-else") is None
 
 
-async def test_another_users_file_is_not_found_and_not_retried(ads: Ads):
+async def test_another_users_file_is_refused_when_the_job_is_added(ads: Ads):
     file_id = await ads.queue.upload_ad_data("owner", CSV, format="csv")
-    info = await run(ads, "ad_analysis", {"source": {"kind": "csv", "fileId": file_id}})
-    assert info.state is JobState.FAILED
-    assert info.attempts_made == 1
-    assert info.failure_reason is not None and "no file" in info.failure_reason
+    source = {"kind": "csv", "fileId": file_id}
+    with pytest.raises(InvalidJobData) as refused:
+        await ads.queue.add_job("ads", "ad_analysis", {"userId": ads.user, "source": source})
+    assert refused.value.problems == {"source.fileId": "no uploaded file of this id for this user"}
+    stats = await ads.queue.get_queue_stats("ads")
+    assert stats["waiting"] == 0 and stats["active"] == 0
 
 
 async def test_meta_totals_equal_the_seeded_truth_and_the_token_stays_out_of_history(ads: Ads):
