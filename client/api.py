@@ -106,6 +106,7 @@ discard_webhooks = _on_shared_queue(JobQueue.discard_webhooks)
 enable_webhook_endpoint = _on_shared_queue(JobQueue.enable_webhook_endpoint)
 upload_ad_data = _on_shared_queue(JobQueue.upload_ad_data)
 get_report = _on_shared_queue(JobQueue.get_report)
+get_queue_history = _on_shared_queue(JobQueue.get_queue_history)
 list_ad_actions = _on_shared_queue(JobQueue.list_ad_actions)
 
 

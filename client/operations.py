@@ -94,7 +94,12 @@ class Operations(QueueBase):
             )
         except TimeoutError:
             log.warning("job.cancel_grace_expired", job_id=job_id, queue=desc.task_queue)
-            await handle.terminate(reason="cancelled")
+            try:
+                await handle.terminate(reason="cancelled")
+            except RPCError as exc:
+                # It ended (cancelled) just as the grace ran out: nothing left to terminate.
+                if exc.status != RPCStatusCode.NOT_FOUND and "already completed" not in str(exc):
+                    raise
         except WorkflowFailureError:
             pass  # the expected end of a cancelled job
         await self._finish(job_id, desc.task_queue, JobState.FAILED, "cancelled")

@@ -15,6 +15,7 @@ from temporalio.service import RPCError
 
 from client.base import QueueBase
 from core import temporal
+from core.errors import InvalidArguments
 from core.logging import get_logger
 from core.queues import QueueName
 
@@ -28,6 +29,18 @@ class Stats(QueueBase):
 
     async def get_all_queue_stats(self) -> dict[str, dict[str, Any]]:
         return await self._stats([q.value for q in QueueName])
+
+    async def get_queue_history(
+        self, queue_name: str, minutes: int = 24 * 60
+    ) -> list[dict[str, int]]:
+        """The queue's last ``minutes`` (at most 24 hours) minute by minute, oldest first:
+        ``{"minute" (epoch ms), "completed", "failed", "waiting"}`` (US-009)."""
+        queue = self._queue(queue_name)
+        if not isinstance(minutes, int) or not 1 <= minutes <= 24 * 60:
+            raise InvalidArguments("get_queue_history", {"minutes": "must be 1 to 1440"})
+        if self.tracker is None:
+            return []
+        return await self.tracker.history(queue.value, minutes)
 
     async def _stats(self, queues: list[str]) -> dict[str, dict[str, Any]]:
         if self.tracker is not None and self.tracker.reachable:

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     # Where `python -m api` listens (Vapi's server URL points at /v1/providers/vapi/messages).
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # Where the Temporal Web UI is, for the links the API gives to a job's page.
+    temporal_ui_url: str = "http://127.0.0.1:8233"
 
     # Apify lead enrichment (providers.md 6); the emulator stands in locally.
     apify_api_base_url: str = "https://api.apify.com"

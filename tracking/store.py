@@ -73,6 +73,11 @@ class Keys:
     def removed(self, job_id: str) -> str:
         return f"{self.prefix}removed:{job_id}"
 
+    def history(self, queue: str, minute: int) -> str:
+        """Completed and failed counts and the last waiting count of one minute (since the
+        epoch), kept HISTORY_MS."""
+        return f"{self.prefix}q:{queue}:hist:{minute}"
+
     @property
     def epoch(self) -> str:
         """Set by the reconciler; its absence means Redis lost its data."""
@@ -82,6 +87,9 @@ class Keys:
     def reconcile_lock(self) -> str:
         return f"{self.prefix}meta:reconcile-lock"
 
+
+# How long a queue's per-minute history is kept (the charts show the last 24 hours).
+HISTORY_MS = 25 * 3600 * 1000
 
 _TRANSITION = """
 local job, counts, delayed, completed, failed, open, events =
@@ -174,6 +182,12 @@ end
 
 redis.call('HSET', job, 'state', new, 'queue', ARGV[13 + 2 * nfields])
 set_fields('HSET')
+-- The queue's per-minute history (charts): jobs that ended this minute, and the waiting
+-- count as it last was in it; a bounded number of small hashes, each expiring.
+local history = prefix .. 'q:' .. ARGV[13 + 2 * nfields] .. ':hist:' .. math.floor(now / 60000)
+if new == 'completed' or new == 'failed' then redis.call('HINCRBY', history, new, 1) end
+redis.call('HSET', history, 'waiting', redis.call('HGET', counts, 'waiting') or 0)
+redis.call('PEXPIRE', history, HISTORY_MS)
 if new == 'completed' or new == 'failed' then
   redis.call('ZREM', open, id)
   local ttl = keep_done_ms
@@ -188,7 +202,7 @@ else
   add_event(new)
 end
 return 1
-"""
+""".replace("HISTORY_MS", str(HISTORY_MS))
 
 _REMOVE = """
 local job, counts, delayed, completed, failed, open, events =
@@ -383,6 +397,25 @@ class JobTracker:
         return [
             (str(offset), {str(k): str(v) for k, v in (fields or {}).items()})
             for offset, fields in entries or []
+        ]
+
+    async def history(self, queue: str, minutes: int) -> list[dict[str, int]]:
+        """The last ``minutes`` minutes of the queue, oldest first: per minute (its start in
+        epoch milliseconds) the jobs completed and failed in it and the waiting count."""
+        last = now_ms() // 60_000
+        span = range(last - minutes + 1, last + 1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for minute in span:
+                pipe.hmget(self.keys.history(queue, minute), "completed", "failed", "waiting")
+            answers = await pipe.execute()
+        return [
+            {
+                "minute": minute * 60_000,
+                "completed": int(completed or 0),
+                "failed": int(failed or 0),
+                "waiting": int(waiting or 0),
+            }
+            for minute, (completed, failed, waiting) in zip(span, answers, strict=True)
         ]
 
     async def stats(self, queues: Iterable[str]) -> dict[str, dict[str, Any]]:

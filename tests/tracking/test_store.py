@@ -500,3 +500,28 @@ async def test_transition_script_is_reloaded_after_redis_forgets_it(tracker: Job
     await tracker.redis.script_flush()
     assert await tracker.apply(move("job-flushed", JobState.WAITING)) is True
     assert (await tracker.job("job-flushed") or {}).get("state") == "waiting"
+
+
+async def test_the_queue_history_counts_each_minute(
+    tracker: JobTracker, clock: Clock, redis: aioredis.Redis, prefix: str
+) -> None:
+    clock.ms = (clock.ms // 60_000) * 60_000 + 5_000  # early in a minute
+    await tracker.apply(
+        move("h1", JobState.WAITING, "added", mode="add"),
+        move("h2", JobState.WAITING, "added", mode="add"),
+        move("h3", JobState.WAITING, "added", mode="add"),
+    )
+    await tracker.apply(move("h1", JobState.ACTIVE), move("h1", JobState.COMPLETED, "completed"))
+    clock.advance(60_000)
+    await tracker.apply(move("h2", JobState.ACTIVE), move("h2", JobState.FAILED, "failed"))
+    await tracker.apply(move("h3", JobState.ACTIVE), move("h3", JobState.COMPLETED, "completed"))
+    points = await tracker.history(QUEUE, 3)
+    assert [(p["completed"], p["failed"], p["waiting"]) for p in points] == [
+        (0, 0, 0),
+        (1, 0, 2),
+        (1, 1, 0),
+    ]
+    assert points[-1]["minute"] == (clock.ms // 60_000) * 60_000
+    # Bounded: each minute's hash expires after the history's span.
+    key = tracker.keys.history(QUEUE, clock.ms // 60_000)
+    assert 0 < await redis.pttl(key) <= tracking.HISTORY_MS

@@ -1,0 +1,78 @@
+"""Who is calling: a bearer API key (``db/api_keys.py``) bound to a user and a role.
+
+No key or a bad key answers 401. A ``user`` key sees and acts on its own user's jobs only
+(another user's job id answers 404, as if it did not exist); queue-wide operations need an
+``operator`` key (403 otherwise). Verified keys are remembered for ``KEY_CACHE_S`` seconds,
+so a revoked key stops working within that time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from db.api_keys import ApiKeyStore, KeyInfo
+
+KEY_CACHE_S = 5.0
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="jobs"'}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    user_id: str
+    role: str
+    key_id: str
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == "operator"
+
+    def owner_filter(self) -> str | None:
+        """The user whose jobs this caller may see (None: every user's)."""
+        return None if self.is_operator else self.user_id
+
+
+class KeyCheck:
+    """Verifies bearer keys, remembering recent answers (good and bad) for a few seconds."""
+
+    def __init__(self, keys: ApiKeyStore) -> None:
+        self._keys = keys
+        self._seen: dict[str, tuple[float, KeyInfo | None]] = {}
+
+    async def caller(self, authorization: str | None) -> Caller:
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise HTTPException(
+                401, "an API key is required: Authorization: Bearer <key>", headers=_CHALLENGE
+            )
+        key = key.strip()
+        now = time.monotonic()
+        cached = self._seen.get(key)
+        if cached is not None and now - cached[0] < KEY_CACHE_S:
+            info = cached[1]
+        else:
+            info = await self._keys.verify(key)
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[key] = (now, info)
+        if info is None:
+            raise HTTPException(401, "the API key is not valid", headers=_CHALLENGE)
+        return Caller(user_id=info.user_id, role=info.role, key_id=info.id)
+
+
+async def require_caller(request: Request) -> Caller:
+    check: KeyCheck = request.app.state.services.key_check
+    return await check.caller(request.headers.get("authorization"))
+
+
+async def require_operator(caller: Annotated[Caller, Depends(require_caller)]) -> Caller:
+    if not caller.is_operator:
+        raise HTTPException(403, "this operation needs an operator key")
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(require_caller)]
+OperatorDep = Annotated[Caller, Depends(require_operator)]
