@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-email bench-voice bench-enrichment bench-memory bench-browser bench-analysis lint format demo devserver migrate clean
+.PHONY: run test bench bench-email bench-voice bench-enrichment bench-memory bench-browser bench-analysis bench-api lint format demo devserver migrate clean
 
 # Browser jobs and browser tests drive Debian's Chromium (never a downloaded browser).
 CHROMIUM_PATH ?= /usr/bin/chromium
@@ -52,6 +52,10 @@ bench-memory: $(STAMP)
 ## 20 ten-step browser workflow runs in a row and 3 at a time, against bare Playwright.
 bench-browser: $(STAMP) | $(CHROMIUM_PATH)
 	$(PY) -m bench.browser $(BENCH_ARGS)
+
+# The HTTP API: stats under 100 clients, progress to SSE, 1,000 open streams (about 2 minutes).
+bench-api: $(STAMP)
+	$(PY) -m bench.api $(BENCH_ARGS)
 
 # SEO crawl of 200 pages at 20 requests/s and AD_ANALYSIS of 100,000 rows (about 2 minutes).
 bench-analysis: $(STAMP)

@@ -22,9 +22,11 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from api import dashboard, jobs, queues, vapi
 from api.auth import KeyCheck
@@ -94,6 +96,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidJobState)
     async def conflict(_request: Request, exc: Exception) -> JSONResponse:
         return _problem(409, str(exc))
+
+    @app.exception_handler(RPCError)
+    @app.exception_handler(RedisError)
+    async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # Temporal or Redis failed the call: the request may succeed later.
+        return _problem(503, f"a backing service failed: {type(exc).__name__}")
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,6 +8,7 @@ so a revoked key stops working within that time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Annotated
@@ -41,6 +42,9 @@ class KeyCheck:
     def __init__(self, keys: ApiKeyStore) -> None:
         self._keys = keys
         self._seen: dict[str, tuple[float, KeyInfo | None]] = {}
+        # One database lookup per key at a time: when the remembered answer expires under
+        # load, the callers of that moment share one query instead of queueing a hundred.
+        self._looking: dict[str, asyncio.Future[KeyInfo | None]] = {}
 
     async def caller(self, authorization: str | None) -> Caller:
         scheme, _, key = (authorization or "").partition(" ")
@@ -54,13 +58,30 @@ class KeyCheck:
         if cached is not None and now - cached[0] < KEY_CACHE_S:
             info = cached[1]
         else:
-            info = await self._keys.verify(key)
-            if len(self._seen) > 10_000:
-                self._seen.clear()
-            self._seen[key] = (now, info)
+            info = await self._lookup(key)
         if info is None:
             raise HTTPException(401, "the API key is not valid", headers=_CHALLENGE)
         return Caller(user_id=info.user_id, role=info.role, key_id=info.id)
+
+    async def _lookup(self, key: str) -> KeyInfo | None:
+        pending = self._looking.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[KeyInfo | None] = asyncio.get_running_loop().create_future()
+        self._looking[key] = future
+        try:
+            info = await self._keys.verify(key)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the waiters, if any, get it raised
+            raise
+        finally:
+            self._looking.pop(key, None)
+        future.set_result(info)
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen[key] = (time.monotonic(), info)
+        return info
 
 
 async def require_caller(request: Request) -> Caller:

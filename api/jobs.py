@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from temporalio.service import RPCError
 
 from api.auth import Caller, CallerDep
 from api.events import FINAL_EVENTS, stream
@@ -301,7 +302,12 @@ async def list_jobs(
     )
     # One page of visibility per call, so the cursor never skips a job; a page can hold
     # fewer than ``limit`` jobs when a finer state (waiting, delayed, active) filters it.
-    await listing.fetch_next_page()
+    try:
+        await listing.fetch_next_page()
+    except RPCError:
+        if cursor:  # a cursor that is not one of ours (Temporal refuses the page token)
+            raise HTTPException(422, "cursor: not a cursor this API gave") from None
+        raise
     found: list[JobView] = []
     seen: set[str] = set()
     for execution in listing.current_page or []:

@@ -154,5 +154,6 @@ async def test_the_page_asks_again_for_a_refused_key(page: Page, settings: Setti
         await page.goto(url + "/dashboard")
         await page.fill("#key", "bbk_not_a_key")
         await page.click("#go")
+        await expect(page.locator("#err")).to_have_text("key refused")
         await expect(page.locator("#key")).to_be_visible()
         assert await page.evaluate("sessionStorage.getItem('jobs.operatorKey')") is None
