@@ -121,7 +121,10 @@ def main() -> int:
     services.append(("demo webhook receiver", receiver))
     api = subprocess.Popen([python, "-m", "api"], env=env, cwd=PROJECT_ROOT)
     services.append(("HTTP API", api))
-    print(f"HTTP API on http://{settings.api_host}:{settings.api_port}")
+    print(
+        f"HTTP API on http://{settings.api_host}:{settings.api_port}, dashboard at /dashboard "
+        "(a key: .venv/bin/jobs keys create --user you --role operator)"
+    )
     if email_demo_on:
         services.append(
             (
