@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api import dashboard, jobs, queues, vapi
+from api import dashboard, jobs, queues, schedules, vapi
 from api.auth import KeyCheck
 from api.events import EventHub
 from client.queue import JobQueue
@@ -153,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     app.include_router(jobs.router)
     app.include_router(queues.router)
+    app.include_router(schedules.router)
     app.include_router(vapi.router)
     app.include_router(dashboard.router)
 

@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
@@ -38,7 +39,7 @@ class Backend(Protocol):
     async def stats(self) -> dict[str, dict[str, Any]]: ...
     async def pause(self, queue: str, paused: bool) -> None: ...
     async def get(self, job_id: str) -> dict[str, Any]: ...
-    async def list(
+    async def list_jobs(
         self, queue: str | None, state: str | None, job_type: str | None, limit: int
     ) -> list[dict[str, Any]]: ...
     async def act(self, action: str, job_id: str) -> None: ...
@@ -46,6 +47,8 @@ class Backend(Protocol):
         self, action: str, queue: str, state: str | None, job_type: str | None, dry_run: bool
     ) -> dict[str, Any]: ...
     def tail(self, job_id: str) -> AsyncIterator[dict[str, Any]]: ...
+    async def schedules(self) -> list[dict[str, Any]]: ...
+    async def schedule(self, action: str, name: str) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -82,7 +85,7 @@ class ApiBackend:
         job: dict[str, Any] = await self._call("GET", f"/v1/jobs/{job_id}")
         return job
 
-    async def list(
+    async def list_jobs(
         self, queue: str | None, state: str | None, job_type: str | None, limit: int
     ) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"queue": queue, "state": state, "type": job_type}.items() if v}
@@ -134,6 +137,13 @@ class ApiBackend:
                     yield data
                     data = {}
 
+    async def schedules(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await self._call("GET", "/v1/schedules")
+        return found
+
+    async def schedule(self, action: str, name: str) -> None:
+        await self._call("POST", f"/v1/schedules/{name}/{action}")
+
     async def close(self) -> None:
         await self._http.aclose()
 
@@ -163,7 +173,7 @@ class DirectBackend:
         info = await self._queue.get_job(job_id)
         return {**asdict(info), "state": info.state.value}
 
-    async def list(
+    async def list_jobs(
         self, queue: str | None, state: str | None, job_type: str | None, limit: int
     ) -> list[dict[str, Any]]:
         from api.auth import Caller
@@ -189,7 +199,7 @@ class DirectBackend:
         self, action: str, queue: str, state: str | None, job_type: str | None, dry_run: bool
     ) -> dict[str, Any]:
         state = state or ("failed" if action == "retry" else None)
-        jobs = await self.list(queue, state, job_type, 10_000)
+        jobs = await self.list_jobs(queue, state, job_type, 10_000)
         done = 0
         for n, job in enumerate(jobs, start=1):
             if not dry_run:
@@ -211,6 +221,13 @@ class DirectBackend:
                 if fields.get("event") in ("completed", "failed", "removed"):
                     return
             await asyncio.sleep(0.25)
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await self._queue.list_schedules()
+        return found
+
+    async def schedule(self, action: str, name: str) -> None:
+        await getattr(self._queue, f"{action}_schedule")(name)
 
     async def close(self) -> None:
         await self._queue.close()
@@ -242,13 +259,18 @@ async def _backend() -> Backend:
     return DirectBackend(await JobQueue.connect())
 
 
+def _jsonable(value: Any) -> str:
+    # Times as the HTTP API writes them, so both modes print the same JSON.
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
 def _print(value: Any, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(value, default=str, indent=2))
-    elif isinstance(value, str):
-        print(value)
+    if as_json or not isinstance(value, str):
+        print(json.dumps(value, default=_jsonable, indent=2))
     else:
-        print(json.dumps(value, default=str, indent=2))
+        print(value)
 
 
 def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
@@ -351,7 +373,7 @@ async def _command(backend: Backend, opts: argparse.Namespace) -> int:
         _print(await backend.get(opts.job_id), True)
         return EXIT_OK
     if opts.command == "list":
-        jobs = await backend.list(opts.queue, opts.state, opts.type, opts.limit)
+        jobs = await backend.list_jobs(opts.queue, opts.state, opts.type, opts.limit)
         if opts.json:
             _print(jobs, True)
         else:
@@ -370,6 +392,35 @@ async def _command(backend: Backend, opts: argparse.Namespace) -> int:
                     ],
                     ("id", "queue", "type", "state", "attempts", "reason"),
                 )
+            )
+        return EXIT_OK
+    if opts.command == "schedules":
+        if opts.schedules_command == "list":
+            found = await backend.schedules()
+            if opts.json:
+                _print(found, True)
+            else:
+                print(
+                    _table(
+                        [
+                            (
+                                s["name"],
+                                s.get("cron") or "",
+                                "paused" if s["paused"] else "active",
+                                ", ".join(str(t) for t in s.get("next_runs", [])[:1]),
+                            )
+                            for s in found
+                        ],
+                        ("schedule", "cron", "state", "next run"),
+                    )
+                )
+        else:
+            await backend.schedule(opts.schedules_command, opts.name)
+            _print(
+                {"schedule": opts.name, "done": opts.schedules_command}
+                if opts.json
+                else f"{opts.name}: {opts.schedules_command} done",
+                opts.json,
             )
         return EXIT_OK
     if opts.command == "tail":
@@ -426,6 +477,11 @@ def parser() -> argparse.ArgumentParser:
         act.add_argument("--type")
         act.add_argument("--dry-run", action="store_true", help="count, change nothing")
     commands.add_parser("tail", help="a job's live events until it ends").add_argument("job_id")
+    schedules = commands.add_parser("schedules", help="the maintenance schedules")
+    schedule_commands = schedules.add_subparsers(dest="schedules_command", required=True)
+    schedule_commands.add_parser("list", help="every schedule, its cron and next run")
+    for name in ("pause", "unpause", "trigger"):
+        schedule_commands.add_parser(name, help=f"{name} a schedule").add_argument("name")
     keys = commands.add_parser("keys", help="API keys (on this host's database)")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="a new key, printed once")

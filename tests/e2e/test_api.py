@@ -20,6 +20,8 @@ from api.app import create_app
 from client.queue import JobQueue
 from core.config import Settings
 from core.queues import QueueName
+from core.schedules import DECLARED, sync_schedules
+from core.temporal import connect
 from db.api_keys import ApiKeyStore
 from db.session import create_engine, create_sessionmaker
 from emulators.server import serve
@@ -330,3 +332,22 @@ async def test_readiness_and_the_openapi_document(api: Api):
         "/readyz",
     ):
         assert path in document["paths"], path
+
+
+async def test_the_schedules_for_operators(api: Api, settings: Settings):
+    await sync_schedules(await connect(settings), DECLARED)
+    listed = (await api.get("/v1/schedules", "operator")).json()
+    names = sorted(s["name"] for s in listed)
+    assert names and all(s["cron"] for s in listed)
+    assert (await api.get("/v1/schedules")).status_code == 403
+    name = names[0]
+
+    async def paused() -> bool:
+        found = (await api.get("/v1/schedules", "operator")).json()
+        return bool(next(s for s in found if s["name"] == name)["paused"])
+
+    assert (await api.post(f"/v1/schedules/{name}/pause", "operator")).status_code == 202
+    assert await paused()
+    assert (await api.post(f"/v1/schedules/{name}/unpause", "operator")).status_code == 202
+    assert not await paused()
+    assert (await api.post("/v1/schedules/no-such/trigger", "operator")).status_code == 404

@@ -106,3 +106,5 @@ async def test_the_cli_over_the_api_and_directly(
         assert _json(direct)["state"] == "completed"
         assert "directly" in (await jobs(session_env, "stats")).stderr
         assert (await jobs(session_env, "pause", "nope")).returncode == 2
+        schedules = _json(await jobs(via_api, "--json", "schedules", "list"))
+        assert schedules == _json(await jobs(session_env, "--json", "schedules", "list"))
