@@ -20,14 +20,14 @@ from core.config import Settings
 from db.api_keys import ApiKeyStore
 from db.session import create_engine, create_sessionmaker
 from emulators.server import serve
-from tests.support import PROJECT_ROOT, terminate_open_jobs
+from tests.support import terminate_open_jobs
 
 pytestmark = pytest.mark.integration
 
 ST = Path(sys.executable).with_name("st")
 
 
-async def fuzz(url: str, key: str, *extra: str) -> subprocess.CompletedProcess[str]:
+async def fuzz(url: str, key: str, where: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
         [
@@ -50,14 +50,14 @@ async def fuzz(url: str, key: str, *extra: str) -> subprocess.CompletedProcess[s
             *extra,
         ],
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
-        cwd=PROJECT_ROOT,
+        cwd=where,  # its cache of crashes goes there, not into the project
         capture_output=True,
         text=True,
         timeout=600,
     )
 
 
-async def test_no_generated_request_gets_a_server_error(settings: Settings):
+async def test_no_generated_request_gets_a_server_error(settings: Settings, tmp_path: Path):
     engine = create_engine(settings.database_url)
     keys = ApiKeyStore(create_sessionmaker(engine))
     tag = uuid.uuid4().hex[:6]
@@ -66,8 +66,8 @@ async def test_no_generated_request_gets_a_server_error(settings: Settings):
     await engine.dispose()
     try:
         async with serve(create_app(settings), lifespan="on") as url:
-            as_user = await fuzz(url, user_key)
-            as_operator = await fuzz(url, operator_key, "--include-method", "GET")
+            as_user = await fuzz(url, user_key, tmp_path)
+            as_operator = await fuzz(url, operator_key, tmp_path, "--include-method", "GET")
     finally:
         await terminate_open_jobs(settings, "webhooks")
     for run in (as_user, as_operator):
