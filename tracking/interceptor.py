@@ -29,6 +29,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
+from core.catalog import job_type_name
 from core.failures import failure_reason
 from core.logging import get_logger
 from tracking.progress import Outbox, activity_tracker, install_outbox
@@ -114,7 +115,13 @@ class _ActivityTracking(ActivityInboundInterceptor):
             queue=queue,
             state=JobState.ACTIVE,
             event="started",
-            fields={"attempts": info.attempt, "started_at": now_ms()},
+            # The type too: a job another job started (an auto-draft) was never added
+            # through add_job, which records it.
+            fields={
+                "attempts": info.attempt,
+                "started_at": now_ms(),
+                "type": job_type_name(info.workflow_type or ""),
+            },
         )
         # The Redis write runs beside the activity instead of before it: a round trip less
         # on every job's path. It is awaited before the attempt ends, so "started" is always
