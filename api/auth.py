@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from client.queue import JobQueue
 from db.api_keys import ApiKeyStore, KeyInfo
 
 KEY_CACHE_S = 5.0
@@ -82,6 +83,12 @@ class KeyCheck:
             self._seen.clear()
         self._seen[key] = (time.monotonic(), info)
         return info
+
+
+def job_queue(request: Request) -> JobQueue:
+    """The app's connections to Temporal, Redis and the database (``api.app.Services``)."""
+    queue: JobQueue = request.app.state.services.queue
+    return queue
 
 
 async def require_caller(request: Request) -> Caller:

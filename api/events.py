@@ -147,10 +147,11 @@ async def stream(
     hub: EventHub,
     job_id: str,
     after: str,
-    final: Callable[[], AsyncIterator[str]] | None = None,
+    closing: str | None = None,
 ) -> AsyncIterator[str]:
     """The job's events after ``after``: the log first, then live ones, until a final
-    event; ``final`` (when the log holds no final event but the job has ended) closes it."""
+    event; ``closing`` (the job's final state, when it has ended and its log does not say
+    so) ends the stream after the log instead."""
     last = after
     with hub.subscribe(job_id, after) as live:
         for position, event in enumerate(history):
@@ -160,10 +161,9 @@ async def stream(
             # it failed goes on: its log holds "failed", then "retried" and the new run).
             if event[1].get("event") in FINAL_EVENTS and position == len(history) - 1:
                 return
-        if final is not None:
-            async for line in final():
-                yield line
-                return
+        if closing is not None:
+            yield closing
+            return
         while True:
             arrived = await live.next(last, KEEPALIVE_S)
             if arrived is None:

@@ -18,10 +18,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.service import RPCError
 
-from api.auth import Caller, CallerDep
+from api.auth import Caller, CallerDep, job_queue
 from api.events import FINAL_EVENTS, stream
 from client.base import JobInfo
-from client.queue import JobQueue
 from core.catalog import JOB_KINDS, JOB_TYPE_OF_WORKFLOW, WORKFLOW_NAMES
 from core.errors import JobNotFound, UnknownJobType
 from core.jobs import JobType
@@ -95,11 +94,6 @@ class JobPage(BaseModel):
     next_cursor: str | None
 
 
-def _queue_of(request: Request) -> JobQueue:
-    queue: JobQueue = request.app.state.services.queue
-    return queue
-
-
 def _links(request: Request, job_id: str) -> dict[str, str]:
     settings = request.app.state.services.settings
     ui = settings.temporal_ui_url.rstrip("/")
@@ -132,7 +126,7 @@ def view(request: Request, info: JobInfo) -> JobView:
 async def owned_job(request: Request, caller: Caller, job_id: str) -> JobInfo:
     """The job if the caller may see it; 404 otherwise (never another user's data)."""
     try:
-        return await _queue_of(request).get_job(job_id, user_id=caller.owner_filter())
+        return await job_queue(request).get_job(job_id, user_id=caller.owner_filter())
     except JobNotFound:
         raise HTTPException(404, f"no job with id {job_id!r}") from None
 
@@ -160,7 +154,7 @@ async def add_job(request: Request, body: NewJob, caller: CallerDep) -> Response
     """Add a job: 202 with its id and Location; an existing ``job_id`` answers 200 with that
     job and ``deduplicated: true``; bad data 422 naming each field; an unknown queue or job
     type 400. Nothing is started when anything is refused."""
-    queue = _queue_of(request)
+    queue = job_queue(request)
     data = _for_caller(caller, body.type, body.data)
     options = body.options
     job = await queue.add_job(
@@ -211,28 +205,22 @@ async def job_events(
     completed, failed), each with an ``id:`` that ``Last-Event-ID`` resumes after; the
     stream ends with the job. A client that comes after the end gets the history and the
     final state at once."""
-    await owned_job(request, caller, job_id)
-    queue = _queue_of(request)
+    current = await owned_job(request, caller, job_id)
+    queue = job_queue(request)
     offset = (last_event_id or after or "-").strip() or "-"
     if offset != "-" and not _is_offset(offset):
         raise HTTPException(422, "Last-Event-ID: not an event id of this API")
     history = await queue.get_job_events(job_id, offset)
-    services = request.app.state.services
-
-    async def final() -> Any:
-        # The log holds no final event (kept events run out), yet the job has ended.
-        info = await owned_job(request, caller, job_id)
-        if info.state in (JobState.COMPLETED, JobState.FAILED):
-            state = view(request, info).model_dump_json()
-            yield f"event: {info.state.value}\ndata: {state}\n\n"
-
+    # A job read as ended before its log was read has its final event in the log, unless
+    # the kept events ran out: then its final state closes the stream.
     ended = bool(history) and history[-1][1].get("event") in FINAL_EVENTS
-    current = await owned_job(request, caller, job_id)
-    finished = current.state in (JobState.COMPLETED, JobState.FAILED)
+    closing = None
+    if current.state in (JobState.COMPLETED, JobState.FAILED) and not ended:
+        closing = (
+            f"event: {current.state.value}\ndata: {view(request, current).model_dump_json()}\n\n"
+        )
     return StreamingResponse(
-        stream(
-            history, services.event_hub, job_id, offset, final if finished and not ended else None
-        ),
+        stream(history, request.app.state.services.event_hub, job_id, offset, closing),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -293,7 +281,7 @@ async def list_jobs(
     cursor: str | None = None,
 ) -> JobPage:
     """The caller's jobs, newest first, ``limit`` at a time; ``next_cursor`` fetches more."""
-    jobs_queue = _queue_of(request)
+    jobs_queue = job_queue(request)
     if queue is not None:
         jobs_queue._queue(queue)  # an unknown queue answers 400
     query = visibility_query(caller, queue, state, type)
@@ -327,7 +315,7 @@ async def list_jobs(
 async def retry_job(request: Request, job_id: str, caller: CallerDep) -> AddedJob:
     """Run a failed job again under the same id (409 when it is not failed)."""
     await owned_job(request, caller, job_id)
-    job = await _queue_of(request).retry_job(job_id)
+    job = await job_queue(request).retry_job(job_id)
     return AddedJob(
         id=job.id,
         queue=job.queue,
@@ -341,7 +329,7 @@ async def retry_job(request: Request, job_id: str, caller: CallerDep) -> AddedJo
 async def cancel_job(request: Request, job_id: str, caller: CallerDep) -> JobView:
     """Cancel a waiting, delayed or active job (409 when it has ended)."""
     await owned_job(request, caller, job_id)
-    await _queue_of(request).cancel_job(job_id)
+    await job_queue(request).cancel_job(job_id)
     return view(request, await owned_job(request, caller, job_id))
 
 
@@ -349,5 +337,5 @@ async def cancel_job(request: Request, job_id: str, caller: CallerDep) -> JobVie
 async def remove_job(request: Request, job_id: str, caller: CallerDep) -> Response:
     """Forget a job everywhere (a running one is terminated first)."""
     await owned_job(request, caller, job_id)
-    await _queue_of(request).remove_job(job_id)
+    await job_queue(request).remove_job(job_id)
     return Response(status_code=204)

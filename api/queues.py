@@ -14,9 +14,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import Caller, OperatorDep
+from api.auth import Caller, OperatorDep, job_queue
 from api.jobs import visibility_query
-from client.queue import JobQueue
 from core.catalog import JOB_TYPE_OF_WORKFLOW
 from core.errors import InvalidJobState, JobNotFound
 
@@ -28,23 +27,18 @@ STATS_EVERY_S = 1.0
 MAX_BULK = 10_000
 
 
-def _queue_of(request: Request) -> JobQueue:
-    queue: JobQueue = request.app.state.services.queue
-    return queue
-
-
 @router.get("/stats")
 async def all_stats(request: Request, _operator: OperatorDep) -> dict[str, dict[str, Any]]:
     """Waiting, active, delayed, completed and failed counts and the paused flag of every
     queue (every user's jobs: operators only)."""
-    return await _queue_of(request).get_all_queue_stats()
+    return await job_queue(request).get_all_queue_stats()
 
 
 @router.get("/stats/stream", response_class=StreamingResponse)
 async def stats_stream(request: Request, _operator: OperatorDep) -> StreamingResponse:
     """Server-Sent Events of every queue's counts, one ``stats`` event a second while they
     change (and every 15 s when they do not), for live dashboards."""
-    queue = _queue_of(request)
+    queue = job_queue(request)
 
     async def events() -> AsyncIterator[str]:
         last: str | None = None
@@ -66,7 +60,7 @@ async def stats_stream(request: Request, _operator: OperatorDep) -> StreamingRes
 
 @router.get("/{name}/stats")
 async def queue_stats(request: Request, name: str, _operator: OperatorDep) -> dict[str, Any]:
-    return await _queue_of(request).get_queue_stats(name)
+    return await job_queue(request).get_queue_stats(name)
 
 
 @router.get("/{name}/history")
@@ -82,20 +76,20 @@ async def queue_history(
     minutes = amount * 60 if unit == "h" else amount
     if not 1 <= minutes <= 24 * 60:
         raise HTTPException(422, "window: from 1m to 24h")
-    points = await _queue_of(request).get_queue_history(name, minutes)
+    points = await job_queue(request).get_queue_history(name, minutes)
     return {"queue": name, "window": window, "minutes": points}
 
 
 @router.post("/{name}/pause", status_code=202)
 async def pause(request: Request, name: str, _operator: OperatorDep) -> dict[str, Any]:
     """Stop dispatching the queue's jobs to every worker; running ones finish."""
-    await _queue_of(request).pause_queue(name)
+    await job_queue(request).pause_queue(name)
     return {"queue": name, "paused": True}
 
 
 @router.post("/{name}/resume", status_code=202)
 async def resume(request: Request, name: str, _operator: OperatorDep) -> dict[str, Any]:
-    await _queue_of(request).resume_queue(name)
+    await job_queue(request).resume_queue(name)
     return {"queue": name, "paused": False}
 
 
@@ -122,7 +116,7 @@ Action = Literal["retry", "cancel", "remove"]
 async def _bulk(
     request: Request, name: str, action: Action, body: BulkFilter, caller: Caller
 ) -> BulkResult:
-    queue = _queue_of(request)
+    queue = job_queue(request)
     queue._queue(name)  # an unknown queue answers 400
     state = body.state or ("failed" if action == "retry" else None)
     query = visibility_query(caller, name, state, body.type)

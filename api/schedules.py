@@ -7,21 +7,15 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 
-from api.auth import OperatorDep
-from client.queue import JobQueue
+from api.auth import OperatorDep, job_queue
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
-
-
-def _queue_of(request: Request) -> JobQueue:
-    queue: JobQueue = request.app.state.services.queue
-    return queue
 
 
 @router.get("")
 async def list_schedules(request: Request, _operator: OperatorDep) -> list[dict[str, Any]]:
     """Each schedule: name, cron, paused, the workflow it starts, next and recent runs."""
-    return await _queue_of(request).list_schedules()
+    return await job_queue(request).list_schedules()
 
 
 @router.post("/{name}/{action}", status_code=202)
@@ -32,5 +26,5 @@ async def act(
     _operator: OperatorDep,
 ) -> dict[str, str]:
     """Pause or unpause a schedule, or run it now (an unknown name answers 404)."""
-    await getattr(_queue_of(request), f"{action}_schedule")(name)
+    await getattr(job_queue(request), f"{action}_schedule")(name)
     return {"schedule": name, "done": action}

@@ -53,19 +53,16 @@ class CrawlPageStore:
             )
 
     async def purge_before(self, before: datetime, batch: int) -> int:
-        """Delete up to ``batch`` pages of crawls started before ``before`` (abandoned)."""
+        """Delete the pages of up to ``batch`` crawls started before ``before`` (abandoned:
+        a finished crawl has none left); how many pages."""
         async with self._sessionmaker() as session, session.begin():
-            rows = (
-                await session.execute(
-                    select(SeoCrawlPage.job_id, SeoCrawlPage.url)
-                    .where(SeoCrawlPage.created_at < before)
-                    .limit(batch)
-                )
-            ).all()
-            for job_id, url in rows:
-                await session.execute(
-                    delete(SeoCrawlPage).where(
-                        SeoCrawlPage.job_id == job_id, SeoCrawlPage.url == url
-                    )
-                )
-            return len(rows)
+            crawls = (
+                select(SeoCrawlPage.job_id)
+                .where(SeoCrawlPage.created_at < before)
+                .distinct()
+                .limit(batch)
+                .scalar_subquery()
+            )
+            return rowcount(
+                await session.execute(delete(SeoCrawlPage).where(SeoCrawlPage.job_id.in_(crawls)))
+            )

@@ -185,9 +185,11 @@ set_fields('HSET')
 -- The queue's per-minute history (charts): jobs that ended this minute, and the waiting
 -- count as it last was in it; a bounded number of small hashes, each expiring.
 local history = prefix .. 'q:' .. ARGV[13 + 2 * nfields] .. ':hist:' .. math.floor(now / 60000)
-if new == 'completed' or new == 'failed' then redis.call('HINCRBY', history, new, 1) end
-redis.call('HSET', history, 'waiting', redis.call('HGET', counts, 'waiting') or 0)
-redis.call('PEXPIRE', history, HISTORY_MS)
+if new == 'completed' or new == 'failed' or old == 'waiting' or new == 'waiting' then
+  if new == 'completed' or new == 'failed' then redis.call('HINCRBY', history, new, 1) end
+  redis.call('HSET', history, 'waiting', redis.call('HGET', counts, 'waiting') or 0)
+  redis.call('PEXPIRE', history, HISTORY_MS)
+end
 if new == 'completed' or new == 'failed' then
   redis.call('ZREM', open, id)
   local ttl = keep_done_ms
